@@ -62,3 +62,13 @@ export function clean(message: string): string {
     .replace(/(?:file:\/\/)?(?:\/[\w.@+-]+){2,}/g, "<path>")
     .slice(0, 500);
 }
+
+/**
+ * An error thrown by decodeRequest is about the request: a 400 (or the status a BadRequestError/HttpError asks for),
+ * never a 500, with a cleaned one-line message.
+ */
+export function decodeFailed(error: unknown): HttpError {
+  const e = error as { name?: string };
+  if (error instanceof HttpError || e?.name === "BadRequestError") return toHttpError(error);
+  return new HttpError(400, "invalid_input", clean((error as Error)?.message ?? String(error)));
+}

@@ -1,0 +1,160 @@
+import { Channel } from "./channel.js";
+import { errors, HttpError } from "./errors.js";
+import type { Runner, WorkerPool } from "./worker-pool.js";
+
+export interface BatcherOptions {
+  /** Most items in one batch; 1 turns batching off. */
+  maxBatchSize: number;
+  /** Seconds a batch may wait to fill while more work is on its way. */
+  batchTimeout: number;
+  /** Seconds an item may wait in the queue before it fails with 504. */
+  timeout: number;
+  /** Queue length beyond which new items are refused with 503. */
+  maxQueueSize: number;
+  /** Called with the size of every batch dispatched (metrics). */
+  onBatch?: (size: number) => void;
+}
+
+interface QueueItem {
+  input: unknown;
+  signal: AbortSignal;
+  enqueuedAt: number;
+  timer: NodeJS.Timeout;
+  onAbort: () => void;
+  /** Non-streaming: the single output. */
+  resolve?: (output: unknown) => void;
+  reject: (error: unknown) => void;
+  /** Streaming: outputs as they come. */
+  channel?: Channel<unknown>;
+}
+
+/**
+ * The dynamic batching queue of one endpoint, shared by all its workers.
+ *
+ * A batch goes to an idle worker as soon as there is one and the queue is non-empty. It waits (up to batchTimeout,
+ * counted from the oldest queued item) only while more work is on its way — requests still being decoded or other
+ * workers still busy — and the batch is not yet full. So a lone request never pays the batch timeout, and under load
+ * batches fill up.
+ */
+export class Batcher {
+  private queue: QueueItem[] = [];
+  private fillTimer: NodeJS.Timeout | null = null;
+  /** Requests accepted by the server whose decodeRequest has not finished yet: work on its way. */
+  decoding = 0;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly options: BatcherOptions,
+  ) {}
+
+  get depth() {
+    return this.queue.length;
+  }
+
+  /** Queue one decoded input; resolves with its output. */
+  submit(input: unknown, signal: AbortSignal): Promise<unknown> {
+    return new Promise((resolve, reject) => this.enqueue({ input, signal, resolve, reject }));
+  }
+
+  /** Queue one decoded input of a streaming endpoint; yields its outputs as the worker produces them. */
+  submitStream(input: unknown, signal: AbortSignal): AsyncIterable<unknown> {
+    const channel = new Channel<unknown>();
+    this.enqueue({ input, signal, channel, reject: (error) => channel.fail(error) });
+    return channel;
+  }
+
+  /** Refuse a new item now if the queue is full (checked before decoding, so overload costs no decode). */
+  checkCapacity(): void {
+    if (this.queue.length >= this.options.maxQueueSize) throw errors.queueFull(1);
+  }
+
+  /** Re-evaluate dispatch: called on enqueue, when a worker becomes idle, and when a fill timer fires. */
+  pump = (): void => {
+    while (this.queue.length > 0) {
+      if (this.shouldWait()) return;
+      const runner = this.pool.take();
+      if (!runner) return;
+      this.dispatch(runner, this.queue.splice(0, this.options.maxBatchSize));
+    }
+  };
+
+  /** Fail everything still queued (shutdown). */
+  rejectAll(error: HttpError): void {
+    for (const item of this.queue.splice(0)) this.settle(item).reject(error);
+  }
+
+  private enqueue(fields: Pick<QueueItem, "input" | "signal" | "resolve" | "reject" | "channel">) {
+    this.checkCapacity();
+    if (fields.signal.aborted) return;
+    const item = fields as QueueItem;
+    item.enqueuedAt = performance.now();
+    item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
+    // A client that disconnects before dispatch is dropped: its input never reaches the model.
+    item.onAbort = () => this.remove(item, new HttpError(499, "client_closed", "Client closed the request"));
+    item.signal.addEventListener("abort", item.onAbort, { once: true });
+    this.queue.push(item);
+    this.pump();
+  }
+
+  private shouldWait(): boolean {
+    const { maxBatchSize, batchTimeout } = this.options;
+    if (maxBatchSize <= 1 || batchTimeout <= 0 || this.queue.length >= maxBatchSize) return false;
+    const moreOnTheWay = this.decoding > 0 || this.pool.busyCount > 0;
+    if (!moreOnTheWay) return false;
+    const waitedMs = performance.now() - this.queue[0].enqueuedAt;
+    const leftMs = batchTimeout * 1000 - waitedMs;
+    if (leftMs <= 0) return false;
+    if (!this.fillTimer) {
+      this.fillTimer = setTimeout(() => {
+        this.fillTimer = null;
+        this.pump();
+      }, leftMs);
+    }
+    return true;
+  }
+
+  private async dispatch(runner: Runner, items: QueueItem[]) {
+    if (this.fillTimer) {
+      clearTimeout(this.fillTimer);
+      this.fillTimer = null;
+    }
+    for (const item of items) this.settle(item);
+    this.options.onBatch?.(items.length);
+    const inputs = items.map((item) => item.input);
+    const signals = items.map((item) => item.signal);
+    const streaming = items[0].channel !== undefined;
+    try {
+      const outcome = await this.pool.run(runner, inputs, signals, streaming ? (outputs, indexes) => {
+        outputs.forEach((output, k) => {
+          if (output !== undefined) items[indexes[k]].channel!.push(output);
+        });
+      } : undefined);
+      items.forEach((item, i) => {
+        const error = outcome.errors[i];
+        if (error !== undefined) item.reject(errors.predictFailed(error));
+        else if (item.channel) item.channel.end();
+        else item.resolve!(outcome.outputs[i]);
+      });
+    } catch (error) {
+      for (const item of items) item.reject(error);
+    }
+  }
+
+  /** Take an item out of the waiting state (timer and abort listener off) and return it. */
+  private settle(item: QueueItem): QueueItem {
+    clearTimeout(item.timer);
+    item.signal.removeEventListener("abort", item.onAbort);
+    return item;
+  }
+
+  private remove(item: QueueItem, error: HttpError) {
+    const index = this.queue.indexOf(item);
+    if (index < 0) return;
+    this.queue.splice(index, 1);
+    this.settle(item).reject(error);
+  }
+
+  private expire(item: QueueItem) {
+    this.remove(item, errors.queueTimeout(this.options.timeout));
+  }
+}

@@ -1,0 +1,269 @@
+import { Readable } from "node:stream";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { RequestContext } from "../api.js";
+import { availableCores, type AcceleratorDecision } from "../runtime/device.js";
+import { apiKeyMatcher } from "./auth.js";
+import { Endpoint, type EndpointOptions } from "./endpoint.js";
+import { errors, toHttpError } from "./errors.js";
+import { ServerMetrics } from "./metrics.js";
+import { errorBody, type Spec, type SpecResponse } from "./spec.js";
+
+export interface ServerOptions extends Partial<EndpointOptions> {
+  /** Several APIs on one server, each on its own path. Without it, the top-level endpoint options describe one. */
+  endpoints?: EndpointOptions[];
+  /** Largest request body in bytes (→ 413). Default 16 MiB. */
+  maxPayloadSize?: number;
+  /** Require this key (X-API-Key or Authorization: Bearer) on every route but /health. Env: BATCHWISE_API_KEY. */
+  apiKey?: string;
+  /** Interface to bind. Default 127.0.0.1: exposing a model to the network is a decision, not a default. */
+  host?: string;
+  /** Default 8000; 0 picks a free port. */
+  port?: number;
+  /** Seconds a client may take to send a whole request (slow clients cannot hold the server). Default 30. */
+  requestTimeout?: number;
+  /** Allow browsers from these origins (CORS). Default: none. */
+  corsOrigins?: string[];
+  /** false silences the server; a function receives each log line. Request bodies are never logged. */
+  log?: boolean | ((line: string) => void);
+}
+
+export interface ListenOptions {
+  /** Resolve only after every worker finished setup (default true). With false, /health answers 503 until then. */
+  waitForReady?: boolean;
+}
+
+/** A running (or ready to run) server. */
+export interface BatchwiseServer {
+  readonly app: FastifyInstance;
+  readonly endpoints: Endpoint[];
+  /** Resolves when every worker has finished setup; rejects with the setup error. */
+  readonly ready: Promise<void>;
+  /** Bind and serve. Resolves with the base URL. */
+  listen(options?: ListenOptions): Promise<string>;
+  /** The base URL once listening. */
+  readonly url: string;
+  /** Stop accepting, finish in-flight requests, stop the workers. */
+  close(): Promise<void>;
+  info(): Record<string, unknown>;
+}
+
+/**
+ * Build a server for one or more model APIs.
+ *
+ * @example
+ * ```ts
+ * const server = await createServer({ api: imageClassifier(), maxBatchSize: 64, batchTimeout: 0.01 });
+ * const url = await server.listen();   // http://127.0.0.1:8000
+ * ```
+ */
+export async function createServer(options: ServerOptions): Promise<BatchwiseServer> {
+  const log = makeLogger(options.log);
+  const endpointOptions = options.endpoints ?? (options.api ? [options as EndpointOptions] : []);
+  if (endpointOptions.length === 0) throw new Error("createServer needs `api` or `endpoints`");
+
+  // Split the cores between every worker of every endpoint so N workers never oversubscribe them.
+  const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
+  const threadsPerWorker = (_accelerator: AcceleratorDecision, _runners: number) =>
+    Math.max(1, Math.floor(availableCores() / totalRunners));
+  let metrics: ServerMetrics | undefined;
+  const endpoints: Endpoint[] = [];
+  for (const e of endpointOptions) {
+    endpoints.push(await Endpoint.create(e, threadsPerWorker, (path, size) => metrics?.batchSize.observe({ endpoint: path }, size), log));
+  }
+  const paths = endpoints.map((e) => e.config.path);
+  if (new Set(paths).size !== paths.length) throw new Error(`Two endpoints share a path: ${paths.join(", ")}`);
+  metrics = new ServerMetrics(
+    endpoints.map((e) => ({ path: e.config.path, queueDepth: () => e.batcher.depth, workers: () => e.pool.readyCount })),
+  );
+
+  const maxPayloadSize = options.maxPayloadSize ?? 16 * 1024 * 1024;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: maxPayloadSize,
+    requestTimeout: (options.requestTimeout ?? 30) * 1000,
+    connectionTimeout: 120_000,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+    onProtoPoisoning: "error",
+    onConstructorPoisoning: "error",
+  });
+
+  let setupDone = false;
+  let draining = false;
+  const ready = Promise.all(endpoints.map((e) => e.start())).then(() => {
+    setupDone = true;
+  });
+  ready.catch(() => {}); // observed by listen(); avoid an unhandled rejection when nobody listens
+
+  const apiKey = options.apiKey ?? process.env.BATCHWISE_API_KEY;
+  if (apiKey) {
+    const matches = apiKeyMatcher(apiKey);
+    app.addHook("onRequest", async (request) => {
+      if (request.url.split("?")[0] !== "/health" && !matches(request.headers)) throw errors.unauthorized();
+    });
+  }
+  if (options.corsOrigins?.length) registerCors(app, options.corsOrigins);
+
+  app.addHook("onResponse", async (request, reply) => {
+    const route = request.routeOptions.url ?? "unmatched";
+    metrics!.requests.inc({ route, status: String(reply.statusCode) });
+    metrics!.latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const httpError = toHttpError(error);
+    if (httpError.status >= 500 && httpError.code === "internal_error") log(`internal error on ${request.url}: ${(error as Error).message}`);
+    const spec = (request.routeOptions.config as { spec?: Spec }).spec;
+    reply.code(httpError.status).headers(httpError.headers).send(spec ? spec.formatError(httpError) : errorBody(httpError));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const error = errors.notFound(`Route ${request.method} ${request.url.split("?")[0]}`);
+    reply.code(404).send(errorBody(error));
+  });
+
+  for (const endpoint of endpoints) {
+    app.post(endpoint.config.path, { config: { spec: endpoint.spec } }, async (request, reply) => {
+      if (draining) throw errors.shuttingDown();
+      const controller = new AbortController();
+      // The response closing before it was finished means the client went away: stop its work.
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) controller.abort();
+      });
+      const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
+      return send(reply, await endpoint.handle(request.body, ctx), controller);
+    });
+    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info() });
+  }
+
+  app.get("/health", async (_request, reply) => {
+    const healthy = setupDone && !draining && (await allHealthy(endpoints));
+    reply.code(healthy ? 200 : 503).type("text/plain").send(healthy ? "ok" : "not ready");
+  });
+  const info = () => ({
+    name: "batchwise",
+    ready: setupDone,
+    maxPayloadSize,
+    auth: apiKey ? "api-key" : "none",
+    endpoints: endpoints.map((e) => e.info()),
+  });
+  app.get("/info", async () => info());
+  app.get("/metrics", async (_request, reply) => {
+    reply.type(metrics!.registry.contentType).send(await metrics!.registry.metrics());
+  });
+
+  let url = "";
+  const server: BatchwiseServer = {
+    app,
+    endpoints,
+    ready,
+    get url() {
+      return url;
+    },
+    info,
+    async listen({ waitForReady = true }: ListenOptions = {}) {
+      const host = options.host ?? "127.0.0.1";
+      await app.listen({ host, port: options.port ?? 8000 });
+      const address = app.server.address();
+      const port = typeof address === "object" && address ? address.port : options.port;
+      url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+      if (waitForReady) {
+        try {
+          await ready;
+        } catch (error) {
+          await server.close();
+          throw error;
+        }
+      } else {
+        ready.catch(async (error) => {
+          log(`startup failed: ${(error as Error).message}`);
+          await server.close();
+        });
+      }
+      return url;
+    },
+    async close() {
+      if (draining) return;
+      draining = true;
+      await app.close();
+      for (const e of endpoints) e.batcher.rejectAll(errors.shuttingDown());
+      await Promise.all(endpoints.map((e) => e.pool.close()));
+    },
+  };
+  return server;
+}
+
+/**
+ * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT (in-flight requests finish).
+ * For CLIs and scripts; resolves with the server once it is ready.
+ */
+export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
+  const log = makeLogger(options.log);
+  const server = await createServer(options);
+  const url = await server.listen();
+  for (const endpoint of server.endpoints) {
+    const i = endpoint.info();
+    log(
+      `serving ${endpoint.config.path} at ${url}${endpoint.config.path} — batching ${i.maxBatchSize === 1 ? "off" : `max ${i.maxBatchSize} / ${i.batchTimeout} s`}, ` +
+        `${(i.devices as string[]).length} worker(s) on ${i.accelerator} (${i.acceleratorReason}), ${i.threadsPerWorker} thread(s) each`,
+    );
+  }
+  const shutdown = async (signal: string) => {
+    log(`${signal}: finishing in-flight requests, then exiting`);
+    await server.close();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+  return server;
+}
+
+async function send(reply: FastifyReply, response: SpecResponse, controller: AbortController) {
+  if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
+  // Await the first chunk before the headers go out, so an error before any output still gets its status code.
+  const iterator = response.body[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  async function* chunks() {
+    try {
+      if (!first.done) yield first.value;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    } finally {
+      controller.abort(); // no-op when finished; stops generation when the client went away mid-stream
+      await iterator.return?.();
+    }
+  }
+  return reply
+    .code(200)
+    .headers({ "content-type": response.contentType, "cache-control": "no-cache", "x-accel-buffering": "no" })
+    .send(Readable.from(chunks(), { objectMode: false }));
+}
+
+async function allHealthy(endpoints: Endpoint[]): Promise<boolean> {
+  for (const e of endpoints) {
+    if (e.pool.readyCount === 0) return false;
+    if (e.api.health && !(await e.api.health())) return false;
+  }
+  return true;
+}
+
+function registerCors(app: FastifyInstance, origins: string[]) {
+  const allowed = new Set(origins);
+  app.addHook("onRequest", async (request: FastifyRequest, reply: FastifyReply) => {
+    const origin = request.headers.origin;
+    if (origin && (allowed.has("*") || allowed.has(origin))) {
+      reply.header("access-control-allow-origin", origin);
+      reply.header("vary", "Origin");
+      if (request.method === "OPTIONS") {
+        reply.header("access-control-allow-headers", "content-type, authorization, x-api-key");
+        reply.header("access-control-allow-methods", "GET, POST");
+        return reply.code(204).send();
+      }
+    }
+  });
+}
+
+function makeLogger(option: ServerOptions["log"]): (line: string) => void {
+  if (option === false) return () => {};
+  if (typeof option === "function") return option;
+  return (line) => console.error(`[batchwise] ${line}`);
+}

@@ -1,0 +1,234 @@
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { ApiSource, Device, ModelAPI, SetupContext } from "../api.js";
+import { errors, HttpError } from "./errors.js";
+import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
+import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
+
+export type ChunkListener = (outputs: unknown[], indexes: number[]) => void;
+
+/** One model instance that runs one batch at a time: a worker thread, or the main thread itself. */
+export interface Runner {
+  readonly id: number;
+  readonly device: Device;
+  /** Run a batch; resolves with per-item outputs/errors, rejects (HttpError 500) if the runner died. */
+  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome>;
+  terminate(): Promise<void>;
+}
+
+export interface WorkerPoolOptions {
+  /** Where workers load the API from. */
+  source?: ApiSource;
+  /** An API instance to run on the main thread (workersPerDevice: 0). */
+  inline?: ModelAPI;
+  /** One entry per runner. */
+  devices: Device[];
+  setupContext: Omit<SetupContext, "workerId">;
+  stream: boolean;
+  /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
+  onIdle: () => void;
+  log: (message: string) => void;
+}
+
+/**
+ * Owns the runners of one endpoint: starts them, tracks which are idle, replaces a worker that dies (its requests
+ * fail fast with a 500 instead of hanging).
+ */
+export class WorkerPool {
+  private readonly idle: Runner[] = [];
+  private readonly runners = new Set<Runner>();
+  private busy = 0;
+  private closing = false;
+  private startedCount = 0;
+  info: Record<string, unknown> = {};
+  restarts = 0;
+
+  constructor(private readonly options: WorkerPoolOptions) {}
+
+  get size() {
+    return this.options.devices.length;
+  }
+  get readyCount() {
+    return this.runners.size;
+  }
+  get busyCount() {
+    return this.busy;
+  }
+
+  /** Start every runner; rejects with the setup error if any fails (no half-alive server). */
+  async start(): Promise<void> {
+    await Promise.all(this.options.devices.map((device, i) => this.startRunner(i, device)));
+  }
+
+  /** Take an idle runner, or undefined if all are busy or not ready. */
+  take(): Runner | undefined {
+    const runner = this.idle.pop();
+    if (runner) this.busy++;
+    return runner;
+  }
+
+  /** Run a batch on a runner taken with take(); the runner returns to the idle set afterwards. */
+  async run(runner: Runner, inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener) {
+    try {
+      return await runner.run(inputs, signals, onChunk);
+    } finally {
+      this.busy--;
+      if (this.runners.has(runner)) this.idle.push(runner);
+      this.options.onIdle();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.runners].map((r) => r.terminate()));
+    this.runners.clear();
+    this.idle.length = 0;
+  }
+
+  private async startRunner(id: number, device: Device): Promise<void> {
+    const ctx: SetupContext = { ...this.options.setupContext, workerId: this.options.inline ? -1 : id };
+    const runner = this.options.inline
+      ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream)
+      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options.stream, () =>
+          this.replace(runner, id, device));
+    if (this.closing) return void (await runner.terminate());
+    this.info = runner instanceof ThreadRunner ? runner.info : this.options.inline!.info ?? {};
+    this.runners.add(runner);
+    this.idle.push(runner);
+    this.startedCount++;
+    this.options.onIdle();
+  }
+
+  private replace(dead: Runner, id: number, device: Device) {
+    this.runners.delete(dead);
+    const index = this.idle.indexOf(dead);
+    if (index >= 0) this.idle.splice(index, 1);
+    if (this.closing) return;
+    this.restarts++;
+    this.options.log(`worker ${id} stopped unexpectedly; starting a replacement`);
+    this.startRunner(id, device).catch((error) => {
+      this.options.log(`replacement for worker ${id} failed: ${(error as Error).message}`);
+    });
+  }
+}
+
+/** The API on the main thread: for quick experiments and APIs defined where a worker cannot load them. */
+class InlineRunner implements Runner {
+  private constructor(readonly id: number, readonly device: Device, private api: ModelAPI, private stream: boolean) {}
+
+  static async start(id: number, api: ModelAPI, device: Device, ctx: SetupContext, stream: boolean) {
+    await api.setup(device, ctx);
+    return new InlineRunner(id, device, api, stream);
+  }
+
+  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome> {
+    const ctx = { signals, device: this.device };
+    return this.stream ? runStream(this.api, inputs, ctx, onChunk ?? (() => {})) : runBatch(this.api, inputs, ctx);
+  }
+
+  async terminate() {}
+}
+
+interface PendingRun {
+  resolve: (outcome: BatchOutcome) => void;
+  reject: (error: HttpError) => void;
+  onChunk?: ChunkListener;
+}
+
+/** A worker thread that owns one model instance. */
+class ThreadRunner implements Runner {
+  private nextId = 1;
+  private pending = new Map<number, PendingRun>();
+  private terminating = false;
+  info: Record<string, unknown> = {};
+
+  private constructor(
+    readonly id: number,
+    readonly device: Device,
+    private worker: Worker,
+    private stream: boolean,
+  ) {}
+
+  static start(id: number, source: ApiSource, device: Device, ctx: SetupContext, stream: boolean, onDeath: () => void) {
+    const worker = spawnWorker();
+    const runner = new ThreadRunner(id, device, worker, stream);
+    return new Promise<ThreadRunner>((resolve, reject) => {
+      let ready = false;
+      worker.on("message", (message: FromWorker) => {
+        if (message.type === "ready") {
+          ready = true;
+          runner.info = message.info;
+          resolve(runner);
+        } else if (message.type === "setup-failed") {
+          runner.terminating = true;
+          void worker.terminate();
+          reject(new Error(`setup() failed in worker ${id} (${device.id}): ${message.message}`));
+        } else {
+          runner.receive(message);
+        }
+      });
+      const die = (error?: Error) => {
+        if (runner.terminating) return;
+        runner.terminating = true;
+        void worker.terminate();
+        runner.failPending(errors.workerCrashed());
+        if (!ready) reject(new Error(`worker ${id} stopped during setup: ${error?.message ?? "exited"}`));
+        else onDeath();
+      };
+      worker.on("error", die);
+      worker.on("exit", () => die());
+      worker.postMessage({ type: "setup", source, device, ctx } satisfies ToWorker);
+    });
+  }
+
+  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome> {
+    if (this.terminating) return Promise.reject(errors.workerCrashed());
+    const id = this.nextId++;
+    const cancels = signals.map((signal, index) => {
+      const cancel = () => this.worker.postMessage({ type: "cancel", id, index } satisfies ToWorker);
+      signal.addEventListener("abort", cancel, { once: true });
+      return () => signal.removeEventListener("abort", cancel);
+    });
+    return new Promise<BatchOutcome>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onChunk });
+      this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
+    }).finally(() => cancels.forEach((remove) => remove()));
+  }
+
+  private receive(message: FromWorker) {
+    if (message.type === "chunk") {
+      this.pending.get(message.id)?.onChunk?.(message.outputs, message.indexes);
+    } else if (message.type === "result") {
+      const run = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      run?.resolve({ outputs: message.outputs, errors: message.errors });
+    }
+  }
+
+  private failPending(error: HttpError) {
+    for (const run of this.pending.values()) run.reject(error);
+    this.pending.clear();
+  }
+
+  async terminate() {
+    this.terminating = true;
+    this.failPending(errors.shuttingDown());
+    await this.worker.terminate();
+  }
+}
+
+/**
+ * Start a worker on worker.js, or on worker.ts through tsx when running from source (tests, `npm run cli`):
+ * a worker does not inherit the parent's module loader hooks, so it registers tsx itself before importing.
+ */
+function spawnWorker(): Worker {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith(".js")) return new Worker(new URL("./worker.js", import.meta.url));
+  const tsxDir = path.dirname(createRequire(import.meta.url).resolve("tsx/package.json"));
+  const tsx = pathToFileURL(path.join(tsxDir, "dist", "esm", "api", "index.mjs")).href;
+  const entry = new URL("./worker.ts", import.meta.url).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(boot, { eval: true });
+}

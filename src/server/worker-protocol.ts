@@ -1,0 +1,33 @@
+import type { ApiSource, Device, SetupContext } from "../api.js";
+
+/** Messages between the main thread and a model worker thread. */
+export type ToWorker =
+  | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext }
+  | { type: "run"; id: number; inputs: unknown[]; stream: boolean }
+  | { type: "cancel"; id: number; index: number };
+
+export type FromWorker =
+  | { type: "ready"; info: Record<string, unknown> }
+  | { type: "setup-failed"; message: string }
+  | { type: "result"; id: number; outputs: unknown[]; errors: (string | undefined)[] }
+  | { type: "chunk"; id: number; outputs: unknown[]; indexes: number[] };
+
+/**
+ * Typed-array buffers to move (not copy) across threads: only buffers the value owns entirely, so that a view into
+ * a shared pool (small Node Buffers) is copied rather than detached under someone else's feet.
+ */
+export function transferables(values: unknown[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>();
+  const visit = (value: unknown, depth: number) => {
+    if (ArrayBuffer.isView(value)) {
+      const buffer = value.buffer;
+      if (buffer instanceof ArrayBuffer && value.byteOffset === 0 && value.byteLength === buffer.byteLength) {
+        seen.add(buffer);
+      }
+    } else if (depth < 2 && value !== null && typeof value === "object") {
+      for (const item of Array.isArray(value) ? value : Object.values(value)) visit(item, depth + 1);
+    }
+  };
+  for (const value of values) visit(value, 0);
+  return [...seen];
+}
