@@ -1,0 +1,151 @@
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { Pool } from "undici";
+import { msSince, ratePerSecond, summarize, type Summary } from "./stats.js";
+
+/**
+ * A closed-loop HTTP load generator: `concurrency` virtual clients each send a request, wait for the full response,
+ * then send the next, until `requests` have been sent in total. Closed-loop means the offered load adapts to the
+ * server (no coordinated-omission queue building up in the client), which is what "concurrency N" means in the
+ * seed's tables.
+ *
+ * It uses undici's Pool (one keep-alive connection per virtual client, no pipelining), whose I/O is asynchronous,
+ * so the generator never blocks its own event loop. Run it in the caller's process, never in the server's: the
+ * server's CPU use would then include the client's.
+ */
+
+export interface LoadOptions {
+  /** Origin, e.g. "http://127.0.0.1:8000". */
+  url: string;
+  /** Request path, e.g. "/predict". */
+  path: string;
+  concurrency: number;
+  /** Total requests across all clients. */
+  requests: number;
+  /** Request bodies: a list used round-robin, or a function of the request index. Build them once, up front. */
+  bodies: Buffer[] | ((index: number) => Buffer);
+  headers?: Record<string, string>;
+  /** Per-request limit for headers and body; a request past it counts as an error ("timeout"). Default 60 s. */
+  timeoutMs?: number;
+  /** Requests sent (and not measured) before the timed run, e.g. to let a lazy server warm up. Default 0. */
+  warmupRequests?: number;
+  method?: "POST" | "PUT";
+}
+
+export interface LoadResult {
+  concurrency: number;
+  requests: number;
+  successes: number;
+  /** Failed requests by HTTP status ("503") or client-side failure ("timeout", "connection"). */
+  errors: Record<string, number>;
+  errorCount: number;
+  /** The first error response body, trimmed, so a failing run says why. */
+  firstError?: string;
+  wallSeconds: number;
+  /** Successful requests per second of wall time. */
+  requestsPerSecond: number;
+  /** Latency of successful requests in milliseconds, from send to the last byte of the response. */
+  latencyMs: Summary;
+}
+
+/** Run a closed-loop load test. Resolves once every request has completed (or failed). */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const { concurrency, requests } = options;
+  if (!(concurrency >= 1) || !(requests >= 1)) throw new RangeError("concurrency and requests must be >= 1");
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const pool = new Pool(options.url, {
+    connections: concurrency,
+    pipelining: 1,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    keepAliveTimeout: 30_000,
+  });
+  const bodyAt = typeof options.bodies === "function" ? options.bodies : roundRobin(options.bodies);
+  const headers = { "content-type": "application/json", ...options.headers };
+  const method = options.method ?? "POST";
+
+  const send = async (index: number): Promise<Outcome> => {
+    const start = process.hrtime.bigint();
+    try {
+      const response = await pool.request({ path: options.path, method, headers, body: bodyAt(index) });
+      // Read the whole body: latency ends at the last byte, and an unread body would hold the connection.
+      const text = await response.body.text();
+      const ms = msSince(start);
+      if (response.statusCode >= 200 && response.statusCode < 300) return { ok: true, ms };
+      return { ok: false, kind: String(response.statusCode), detail: text.slice(0, 300) };
+    } catch (error) {
+      return { ok: false, kind: clientFailureKind(error), detail: String((error as Error)?.message ?? error) };
+    }
+  };
+
+  try {
+    await closedLoop(options.warmupRequests ?? 0, concurrency, send);
+    const latencies: number[] = [];
+    const errors: Record<string, number> = {};
+    let firstError: string | undefined;
+    const start = process.hrtime.bigint();
+    await closedLoop(requests, concurrency, async (index) => {
+      const outcome = await send(index);
+      if (outcome.ok) {
+        latencies.push(outcome.ms);
+      } else {
+        errors[outcome.kind] = (errors[outcome.kind] ?? 0) + 1;
+        firstError ??= `${outcome.kind}: ${outcome.detail}`;
+      }
+    });
+    const wallSeconds = msSince(start) / 1000;
+    const errorCount = requests - latencies.length;
+    return {
+      concurrency,
+      requests,
+      successes: latencies.length,
+      errors,
+      errorCount,
+      ...(firstError === undefined ? {} : { firstError }),
+      wallSeconds,
+      requestsPerSecond: ratePerSecond(latencies.length, wallSeconds),
+      latencyMs: summarize(latencies),
+    };
+  } finally {
+    await pool.close();
+  }
+}
+
+type Outcome = { ok: true; ms: number } | { ok: false; kind: string; detail: string };
+
+/** `concurrency` loops pulling request indices from one shared counter until `total` have been taken. */
+async function closedLoop(total: number, concurrency: number, run: (index: number) => Promise<unknown>) {
+  let next = 0;
+  const client = async () => {
+    while (next < total) await run(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, client));
+}
+
+function roundRobin(bodies: Buffer[]): (index: number) => Buffer {
+  if (bodies.length === 0) throw new RangeError("bodies must not be empty");
+  return (index) => bodies[index % bodies.length];
+}
+
+function clientFailureKind(error: unknown): string {
+  const code = (error as { code?: string })?.code ?? "";
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return "timeout";
+  return "connection";
+}
+
+/** Image files a benchmark can send (JPEG, PNG, WebP), sorted by name so runs are repeatable. */
+export async function listImages(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((name) => /\.(jpe?g|png|webp)$/i.test(name)).sort();
+  if (names.length === 0) throw new Error(`no .jpg/.png/.webp images in ${dir}`);
+  return names.map((name) => path.join(dir, name));
+}
+
+/**
+ * One `{"image": "<base64>"}` JSON body per image file, built once so the load generator spends its time sending,
+ * not encoding.
+ */
+export async function imageBodies(files: string[]): Promise<Buffer[]> {
+  return Promise.all(
+    files.map(async (file) => Buffer.from(JSON.stringify({ image: (await readFile(file)).toString("base64") }))),
+  );
+}
