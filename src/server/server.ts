@@ -105,6 +105,10 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   }
   if (options.corsOrigins?.length) registerCors(app, options.corsOrigins);
 
+  // While draining, responses close their connection so keep-alive clients do not hold the shutdown open.
+  app.addHook("onSend", async (_request, reply) => {
+    if (draining) reply.header("connection", "close");
+  });
   app.addHook("onResponse", async (request, reply) => {
     const route = request.routeOptions.url ?? "unmatched";
     metrics!.requests.inc({ route, status: String(reply.statusCode) });

@@ -1,0 +1,90 @@
+import { parseArgs } from "node:util";
+import type { AcceleratorChoice, PrecisionChoice } from "../api.js";
+import { availableCores } from "../runtime/device.js";
+import { serve, type ServerOptions } from "../server/server.js";
+
+const options = {
+  port: { type: "string" },
+  host: { type: "string" },
+  "max-batch-size": { type: "string" },
+  "batch-timeout": { type: "string" },
+  workers: { type: "string" },
+  precision: { type: "string" },
+  accelerator: { type: "string" },
+  devices: { type: "string" },
+  model: { type: "string" },
+  labels: { type: "string" },
+  timeout: { type: "string" },
+  "max-queue-size": { type: "string" },
+  "api-key": { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/**
+ * Defaults of `npm start` for the classifier, chosen from measurements on a 2-core machine (see README,
+ * "Performance"): batching on (64 / 10 ms) and one model worker per two cores, so that decoding on the main
+ * thread's libuv pool keeps the remaining cores busy.
+ */
+export const classifierDefaults = {
+  maxBatchSize: 64,
+  batchTimeout: 0.01,
+  workers: () => Math.max(1, Math.floor(availableCores() / 2)),
+};
+
+/** `batchwise serve classifier|chat [flags]` */
+export async function runServe(argv: string[]) {
+  const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true });
+  const app = positionals[0] ?? "classifier";
+  if (values.help || (app !== "classifier" && app !== "chat")) {
+    console.log("Usage: batchwise serve classifier|chat [flags]  (see `batchwise --help`)");
+    return;
+  }
+  const num = (name: keyof typeof values, fallback: number) => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value)) throw new Error(`--${name} must be a number, got "${raw}"`);
+    return value;
+  };
+  const common: ServerOptions = {
+    port: num("port", Number(process.env.PORT ?? 8000)),
+    host: values.host ?? process.env.HOST ?? "127.0.0.1",
+    accelerator: (values.accelerator ?? "auto") as AcceleratorChoice,
+    devices: values.devices === undefined || values.devices === "auto" ? "auto" : num("devices", 1),
+    timeout: num("timeout", 30),
+    maxQueueSize: num("max-queue-size", 1024),
+    apiKey: values["api-key"],
+  };
+  const precision = (values.precision ?? "auto") as PrecisionChoice;
+
+  if (app === "classifier") {
+    const { imageClassifier } = await import("../apps/image-classifier.js");
+    const labels = (values.labels ?? "cat-dog") as "cat-dog" | "imagenet";
+    const config: ServerOptions = {
+      ...common,
+      api: imageClassifier({ model: values.model, precision, labels }),
+      maxBatchSize: num("max-batch-size", classifierDefaults.maxBatchSize),
+      batchTimeout: num("batch-timeout", classifierDefaults.batchTimeout),
+      workersPerDevice: num("workers", classifierDefaults.workers()),
+    };
+    printConfig("classifier", config, { model: values.model ?? "mobilenetv2-12", precision, labels });
+    await serve(config);
+  } else {
+    const [{ chatModel }, { openAISpec }] = await Promise.all([import("../apps/chat.js"), import("../specs/openai.js")]);
+    const config: ServerOptions = {
+      ...common,
+      api: chatModel({ model: values.model, precision }),
+      spec: openAISpec(),
+      maxBatchSize: num("max-batch-size", 8),
+      batchTimeout: num("batch-timeout", 0.01),
+      workersPerDevice: num("workers", 1),
+    };
+    printConfig("chat", config, { model: values.model ?? "(default)", precision });
+    await serve(config);
+  }
+}
+
+function printConfig(app: string, config: ServerOptions, model: Record<string, unknown>) {
+  const { api: _api, spec: _spec, apiKey, ...shown } = config;
+  console.error(`[batchwise] ${app}: ${JSON.stringify({ ...model, ...shown, apiKey: apiKey ? "(set)" : undefined })}`);
+}
