@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import type { Precision } from "../api.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
 import { DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
-import { imageBodies, listImages } from "./load.js";
+import { defaultImagesDir, imageBodies } from "./load.js";
 import { machineInfo, machineSummary } from "./machine.js";
 import { formatOverheadTable, runOverhead } from "./overhead.js";
 import { cell, formatTable } from "./table.js";
@@ -86,7 +86,6 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async api(flags) {
-    const { defaultImagesDir } = await import("./suite.js");
     const report = await runApiBench({
       url: (flags.url as string | undefined) ?? "http://127.0.0.1:8000",
       path: (flags.path as string | undefined) ?? "/predict",
@@ -112,7 +111,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async suite(flags) {
-    const { runSuite, formatSuiteSummary, defaultImagesDir } = await import("./suite.js");
+    const { runSuite, formatSuiteSummary } = await import("./suite.js");
     const quick = flags.quick === true || process.env.BATCHWISE_QUICK === "1";
     const { results, reportDir } = await runSuite({
       quick,

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { Pool } from "undici";
@@ -148,4 +149,12 @@ export async function imageBodies(files: string[]): Promise<Buffer[]> {
   return Promise.all(
     files.map(async (file) => Buffer.from(JSON.stringify({ image: (await readFile(file)).toString("base64") }))),
   );
+}
+
+/** The photos to send: BATCHWISE_IMAGES_DIR, else ../shared/images beside the project, else data/images. */
+export function defaultImagesDir(): string {
+  const candidates = [process.env.BATCHWISE_IMAGES_DIR, path.resolve("..", "shared", "images"), path.resolve("data", "images")];
+  const found = candidates.find((dir): dir is string => Boolean(dir) && existsSync(dir!));
+  if (!found) throw new Error("no images folder: pass --images DIR or set BATCHWISE_IMAGES_DIR");
+  return found;
 }

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Precision } from "../api.js";
 import { imageClassifier } from "../apps/image-classifier.js";
@@ -273,14 +272,6 @@ export function formatSuiteSummary(results: SuiteResults): string {
   if (results.overhead) parts.push(`no-op overhead (${results.overhead.bodyBytes}-byte body)\n${formatOverheadTable(results.overhead)}`);
   parts.push(`targets\n${formatTargetsTable(results.targets)}`);
   return parts.join("\n\n");
-}
-
-/** The photos to send: BATCHWISE_IMAGES_DIR, else ../shared/images beside the project, else data/images. */
-export function defaultImagesDir(): string {
-  const candidates = [process.env.BATCHWISE_IMAGES_DIR, path.resolve("..", "shared", "images"), path.resolve("data", "images")];
-  const found = candidates.find((dir): dir is string => Boolean(dir) && existsSync(dir!));
-  if (!found) throw new Error("no images folder: pass --images DIR or set BATCHWISE_IMAGES_DIR");
-  return found;
 }
 
 function levelAt(report: ApiBenchReport, concurrency: number) {

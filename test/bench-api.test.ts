@@ -1,0 +1,100 @@
+import { mkdtemp, readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatApiTable, runApiBench } from "../src/bench/api-bench.js";
+import { runBenchCli } from "../src/bench/cli.js";
+import { formatOverheadTable, runOverhead } from "../src/bench/overhead.js";
+import { startServerProcess, type ServerProcess } from "../src/bench/server-process.js";
+import { hasNvidiaSmi } from "../src/bench/usage.js";
+import { noopApi } from "./fixtures/noop-api.js";
+import { imagesDir } from "./helpers/paths.js";
+
+// A real batchwise server in its own process (as every benchmark runs it), serving the no-op model with batching on,
+// so the test exercises HTTP, the batcher and a worker thread without model time.
+let server: ServerProcess;
+
+beforeAll(async () => {
+  server = await startServerProcess({
+    kind: "batchwise",
+    options: { api: noopApi(), maxBatchSize: 8, batchTimeout: 0.005, workersPerDevice: 1 },
+  });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("bench api against a batchwise server in a child process", () => {
+  it("reports every level with latencies, errors and the server's CPU", async () => {
+    expect(server.pid).not.toBe(process.pid);
+    const report = await runApiBench({
+      url: server.url,
+      concurrency: [1, 8],
+      requests: 40,
+      imagesDir,
+      serverPid: server.pid,
+      warmupRequests: 4,
+    });
+    const roundTripped = JSON.parse(JSON.stringify(report)) as typeof report;
+    expect(roundTripped.levels.map((l) => l.concurrency)).toEqual([1, 8]);
+    for (const level of roundTripped.levels) {
+      expect(level.requests).toBe(40);
+      expect(level.successes + level.errorCount).toBe(level.requests);
+      expect(level.errorCount).toBe(0);
+      expect(level.requestsPerSecond).toBeGreaterThan(0);
+      expect(level.latencyMs.p50).toBeGreaterThan(0);
+      expect(level.latencyMs.p50).toBeLessThanOrEqual(level.latencyMs.p99);
+      expect(level.latencyMs.count).toBe(level.successes);
+      // The server worked, so its process used CPU; the figure is a number, not "not available".
+      expect(typeof level.usage.serverCpu).toBe("number");
+      expect(level.usage.serverCpu!).toBeGreaterThan(0);
+      expect(level.usage.series.length).toBeGreaterThan(0);
+      if (!hasNvidiaSmi()) {
+        expect(level.usage.gpuUtilization).toBeNull();
+        expect(level.usage.gpuMemoryMiB).toBeNull();
+        expect(level.usage.gpuNote).toMatch(/not available/);
+      }
+    }
+    const table = formatApiTable(report);
+    expect(table).toMatch(/^concurrency\s+req\/s/);
+    expect(table.split("\n").length).toBeGreaterThanOrEqual(4);
+  });
+
+  it("counts rejected requests as errors: a wrong path is a 404 for every request", async () => {
+    const report = await runApiBench({ url: server.url, path: "/nope", concurrency: [4], requests: 12, bodies: [Buffer.from("{}")], warmupRequests: 0 });
+    const [level] = report.levels;
+    expect(level.successes).toBe(0);
+    expect(level.errors).toEqual({ "404": 12 });
+    expect(level.successes + level.errorCount).toBe(12);
+    expect(level.firstError).toContain("not_found");
+  });
+
+  it("runs from the CLI and writes --json", async () => {
+    const file = path.join(await mkdtemp(path.join(os.tmpdir(), "bench-api-")), "api.json");
+    await runBenchCli(["api", "--url", server.url, "--concurrency", "2", "--requests", "10", "--images", imagesDir, "--server-pid", String(server.pid), "--json", file]);
+    const written = JSON.parse(await readFile(file, "utf8"));
+    expect(written.levels).toHaveLength(1);
+    expect(written.levels[0].successes + written.levels[0].errorCount).toBe(10);
+  });
+
+  it("rejects an unknown bench kind and bad flags with a clear message", async () => {
+    await expect(runBenchCli(["nonsense"])).rejects.toThrow(/unknown bench kind "nonsense"/);
+    await expect(runBenchCli(["api", "--concurrency", "x"])).rejects.toThrow(/whole number/);
+  });
+});
+
+describe("bench overhead", () => {
+  it("measures the no-op model and a bare fastify echo at each level, each in its own process", async () => {
+    const report = await runOverhead({ concurrency: [1, 8], requests: 200 });
+    expect(report.rows.map((r) => r.concurrency)).toEqual([1, 8]);
+    for (const row of report.rows) {
+      expect(row.batchwise.errors).toBe(0);
+      expect(row.bareFastify.errors).toBe(0);
+      expect(row.batchwise.requestsPerSecond).toBeGreaterThan(0);
+      expect(row.bareFastify.requestsPerSecond).toBeGreaterThan(0);
+      expect(row.throughputRatio).toBeCloseTo(row.batchwise.requestsPerSecond / row.bareFastify.requestsPerSecond, 6);
+    }
+    expect(formatOverheadTable(report)).toContain("bare fastify req/s");
+  });
+});
