@@ -1,6 +1,8 @@
-import path from "node:path";
-import * as ort from "onnxruntime-node";
 import type { Precision } from "../api.js";
+import { resolveModel } from "../runtime/models.js";
+import { createSession, ort, settingsFor } from "../runtime/onnx.js";
+import { listVariants } from "../runtime/precision.js";
+import { availableCores } from "../runtime/device.js";
 import { msSince, summarize } from "./stats.js";
 
 /**
@@ -9,8 +11,8 @@ import { msSince, summarize } from "./stats.js";
  */
 
 export interface BaselineOptions {
-  /** An .onnx file. Default: `<BATCHWISE_MODELS_DIR>/mobilenetv2-12/mobilenetv2-12-<precision>.onnx`. */
-  modelPath?: string;
+  /** A model id (a folder under BATCHWISE_MODELS_DIR) or a path to a folder or .onnx file. Default "mobilenetv2-12". */
+  model?: string;
   precision?: Precision;
   /** Intra-op threads (a served worker gets cores / workers). Default: all available cores. */
   threads?: number;
@@ -44,24 +46,24 @@ export interface BaselineReport {
 
 export const DEFAULT_BATCH_SIZES = [1, 8, 32, 64];
 
-/** Where the seed's ImageNet MobileNetV2 lives for a precision, under BATCHWISE_MODELS_DIR (default data/models). */
-export function mobilenetPath(precision: Precision): string {
-  const modelsDir = process.env.BATCHWISE_MODELS_DIR ?? path.join("data", "models");
-  return path.resolve(modelsDir, "mobilenetv2-12", `mobilenetv2-12-${precision}.onnx`);
+export const DEFAULT_BASELINE_MODEL = "mobilenetv2-12";
+
+/** The .onnx file of a model at a precision, found the way the classifier finds it (src/runtime/models.ts). */
+export async function modelFile(model: string, precision: Precision): Promise<string> {
+  const resolved = await resolveModel(model);
+  if (resolved.file) return resolved.file;
+  const file = listVariants(resolved.dir)[precision];
+  if (!file) throw new Error(`model "${model}" has no ${precision} variant in ${resolved.dir}`);
+  return file;
 }
 
 export async function runBaseline(options: BaselineOptions = {}): Promise<BaselineReport> {
   const precision = options.precision ?? "fp32";
-  const modelPath = options.modelPath ?? mobilenetPath(precision);
-  const threads = options.threads ?? defaultThreads();
-  const session = await ort.InferenceSession.create(modelPath, {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    // Same as a served worker: no spin-waiting, so this number is comparable with the served one on shared cores.
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
-  });
+  const modelPath = await modelFile(options.model ?? DEFAULT_BASELINE_MODEL, precision);
+  const threads = options.threads ?? availableCores();
+  // The session a served worker with this many threads gets (same factory, same thread and spin-wait settings), so
+  // the baseline is the ceiling of exactly that worker.
+  const session = await createSession(modelPath, settingsFor({ accelerator: "cpu", index: 0, threads, id: "cpu" }));
   try {
     const [inputName] = session.inputNames;
     const [outputName] = session.outputNames;
@@ -104,8 +106,4 @@ function randomImages(batchSize: number): ort.Tensor {
   const data = new Float32Array(batchSize * 3 * 224 * 224);
   for (let i = 0; i < data.length; i++) data[i] = Math.random() * 4 - 2;
   return new ort.Tensor("float32", data, [batchSize, 3, 224, 224]);
-}
-
-function defaultThreads(): number {
-  return Math.max(1, (globalThis as any).navigator?.hardwareConcurrency ?? 1);
 }
