@@ -21,6 +21,7 @@ import {
   type PrecisionChoice,
   type PredictContext,
   type RequestContext,
+  type SetupContext,
 } from "../api.js";
 import { SERVED_MODEL_STATE, type ChatCompletionRequest, type ChatMessage, type ChatStep } from "../specs/openai.js";
 import { GenerationEngine, type CausalLM, type GenerationRequest } from "./chat-engine.js";
@@ -57,7 +58,7 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
     this.info = { model: this.model.id };
   }
 
-  override async setup(device: Device): Promise<void> {
+  override async setup(device: Device, _ctx?: SetupContext): Promise<void> {
     const { tokenizer, limits } = await this.loadTokenizer();
     const accelerator = this.options.device ?? device.accelerator;
     const precision = this.options.precision ?? "auto";

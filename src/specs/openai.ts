@@ -78,10 +78,9 @@ export function openAISpec(options: OpenAISpecOptions = {}): Spec<ChatCompletion
     streamsPredict: true,
     registerRoutes(app, endpoint) {
       app.get("/v1/models", async () => {
-        const info = endpoint.info();
         return {
           object: "list",
-          data: [{ id: String(info.model ?? "model"), object: "model", created: STARTED, owned_by: "batchwise" }],
+          data: [{ id: servedModelId(endpoint.info()), object: "model", created: STARTED, owned_by: "batchwise" }],
         };
       });
     },
@@ -92,6 +91,14 @@ export function openAISpec(options: OpenAISpecOptions = {}): Spec<ChatCompletion
 }
 
 const STARTED = Math.floor(Date.now() / 1000);
+
+/** The model id from an endpoint's /info record (`model` is the API's info object, whose `model` is the id). */
+function servedModelId(info: Record<string, unknown>): string {
+  const model = info.model as unknown;
+  if (typeof model === "string") return model;
+  const id = (model as { model?: unknown } | null)?.model;
+  return typeof id === "string" ? id : "model";
+}
 
 /** OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`. */
 export function openAIErrorBody(error: HttpError) {

@@ -1,0 +1,418 @@
+/**
+ * `bench llm`: how fast a served chat model streams, seen from the client, at several concurrency levels — and how
+ * close that is to the same model generating in-process with no HTTP in the way (the ceiling).
+ *
+ * Per level (closed loop: `concurrency` clients, each sending its next request when the previous one ends):
+ * - TTFT: request sent → first SSE chunk with content;
+ * - inter-token latency: (last content chunk − first) ÷ (completion tokens − 1), per request;
+ * - output tokens/s per request (completion tokens ÷ request time) and in total (all tokens ÷ wall time);
+ * - errors (non-200, in-band SSE errors, a stream that ends without [DONE]).
+ * Tokens are counted by the server's tokenizer (`usage.completion_tokens` via stream_options.include_usage), never
+ * by splitting words.
+ *
+ * The in-process ceiling runs the ChatAPI's own predict on batches of `concurrency` requests (the batch the server
+ * would form if every client's request arrived together), on as many threads as the server's single worker gets.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Agent, request } from "undici";
+import type { RequestContext } from "../api.js";
+import { ChatAPI, chatModel } from "../apps/chat.js";
+import type { ServerOptions } from "../server/server.js";
+import { availableCores } from "../runtime/device.js";
+import { parseChatRequest } from "../specs/openai.js";
+import { percentile, ratePerSecond } from "./stats.js";
+import { cell, formatTable } from "./table.js";
+
+export interface BenchLlmOptions {
+  /** A running server's base URL; without it a server for `model` is started in a child process. */
+  url?: string;
+  /** Model id (or folder) for the started server and the in-process ceiling. Default "tiny-random-llama". */
+  model?: string;
+  concurrency?: number[];
+  /** Requests per concurrency level; default max(8, 2 × concurrency). */
+  requests?: number;
+  maxTokens?: number;
+  prompt?: string;
+  /** Batch size of the started server (default 8). */
+  maxBatchSize?: number;
+  /** Skip the in-process ceiling (e.g. when the server runs another model than `model`). */
+  skipInProcess?: boolean;
+  /** Print the table (default true). */
+  print?: boolean;
+}
+
+export interface LatencySummary {
+  p50: number;
+  p95: number;
+}
+
+export interface LlmLevelResult {
+  concurrency: number;
+  requests: number;
+  errors: number;
+  ttftMs: LatencySummary;
+  interTokenMs: LatencySummary;
+  /** Median over requests of completion tokens ÷ request time. */
+  tokensPerSecondPerRequest: number;
+  totalTokensPerSecond: number;
+  completionTokens: number;
+  wallSeconds: number;
+}
+
+export interface BenchLlmResult {
+  url: string;
+  model: string;
+  maxTokens: number;
+  served: LlmLevelResult[];
+  inProcess: LlmLevelResult[];
+  /** served ÷ in-process total tokens/s, per level (NaN when the ceiling was skipped). */
+  servedOverInProcess: number[];
+}
+
+/** What one streamed chat completion looked like from the client. */
+export interface StreamTiming {
+  ok: boolean;
+  error?: string;
+  status: number;
+  /** ms from sending the request to the first content chunk. */
+  ttftMs: number;
+  /** ms from sending the request to the end of the stream. */
+  totalMs: number;
+  /** ms from sending to each content chunk. */
+  chunkTimesMs: number[];
+  text: string;
+  finishReason: string | null;
+  completionTokens: number;
+  promptTokens: number;
+}
+
+/**
+ * POST one streaming chat completion and time its SSE chunks. `stream_options.include_usage` is always set so the
+ * token count comes from the server's tokenizer.
+ */
+export async function streamChatCompletion(
+  baseUrl: string,
+  body: Record<string, unknown>,
+  dispatcher?: Agent,
+): Promise<StreamTiming> {
+  const started = performance.now();
+  const timing: StreamTiming = {
+    ok: false,
+    status: 0,
+    ttftMs: Number.NaN,
+    totalMs: Number.NaN,
+    chunkTimesMs: [],
+    text: "",
+    finishReason: null,
+    completionTokens: 0,
+    promptTokens: 0,
+  };
+  try {
+    const response = await request(`${baseUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+      dispatcher,
+    });
+    timing.status = response.statusCode;
+    if (response.statusCode !== 200) {
+      timing.error = `HTTP ${response.statusCode}: ${(await response.body.text()).slice(0, 200)}`;
+      return timing;
+    }
+    let buffer = "";
+    let done = false;
+    for await (const piece of response.body) {
+      buffer += piece.toString();
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (!event.startsWith("data: ")) continue;
+        const data = event.slice(6);
+        if (data === "[DONE]") {
+          done = true;
+          continue;
+        }
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(`in-band error: ${chunk.error.message}`);
+        const choice = chunk.choices?.[0];
+        if (choice?.delta?.content) {
+          const now = performance.now() - started;
+          if (timing.chunkTimesMs.length === 0) timing.ttftMs = now;
+          timing.chunkTimesMs.push(now);
+          timing.text += choice.delta.content;
+        }
+        if (choice?.finish_reason) timing.finishReason = choice.finish_reason;
+        if (chunk.usage) {
+          timing.completionTokens = chunk.usage.completion_tokens;
+          timing.promptTokens = chunk.usage.prompt_tokens;
+        }
+      }
+    }
+    timing.totalMs = performance.now() - started;
+    timing.ok = done;
+    if (!done) timing.error = "stream ended without [DONE]";
+  } catch (error) {
+    timing.error = (error as Error).message;
+  }
+  return timing;
+}
+
+/** Run `requests` streams with `concurrency` clients in a closed loop. */
+export async function runStreamLoad(
+  baseUrl: string,
+  body: Record<string, unknown>,
+  concurrency: number,
+  requests: number,
+): Promise<{ timings: StreamTiming[]; wallSeconds: number }> {
+  const dispatcher = new Agent({ connections: concurrency, pipelining: 1 });
+  const timings: StreamTiming[] = [];
+  let next = 0;
+  const started = performance.now();
+  try {
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < requests) {
+          next++;
+          timings.push(await streamChatCompletion(baseUrl, body, dispatcher));
+        }
+      }),
+    );
+  } finally {
+    await dispatcher.close();
+  }
+  return { timings, wallSeconds: (performance.now() - started) / 1000 };
+}
+
+/** Aggregate stream timings into one table row. */
+export function summarizeStreams(concurrency: number, timings: StreamTiming[], wallSeconds: number): LlmLevelResult {
+  const ok = timings.filter((t) => t.ok && t.completionTokens > 0);
+  const interToken = ok
+    .filter((t) => t.completionTokens > 1 && t.chunkTimesMs.length > 1)
+    .map((t) => (t.chunkTimesMs[t.chunkTimesMs.length - 1] - t.chunkTimesMs[0]) / (t.completionTokens - 1));
+  const tokens = ok.reduce((sum, t) => sum + t.completionTokens, 0);
+  return {
+    concurrency,
+    requests: timings.length,
+    errors: timings.length - ok.length,
+    ttftMs: latency(ok.map((t) => t.ttftMs)),
+    interTokenMs: latency(interToken),
+    tokensPerSecondPerRequest: percentile(ok.map((t) => (t.completionTokens / t.totalMs) * 1000), 50),
+    totalTokensPerSecond: ratePerSecond(tokens, wallSeconds),
+    completionTokens: tokens,
+    wallSeconds,
+  };
+}
+
+function latency(values: number[]): LatencySummary {
+  return { p50: percentile(values, 50), p95: percentile(values, 95) };
+}
+
+/**
+ * The ceiling: the same ChatAPI generating in this process, batches of `concurrency` requests, no HTTP. Timings
+ * are per request as if each were a client (first step with text = first token).
+ */
+async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concurrency: number, requests: number) {
+  const timings: StreamTiming[] = [];
+  const started = performance.now();
+  for (let done = 0; done < requests; done += concurrency) {
+    const size = Math.min(concurrency, requests - done);
+    const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
+    const inputs = await Promise.all(Array.from({ length: size }, () => api.decodeRequest(parseChatRequest(body), ctx())));
+    const batchStart = performance.now();
+    const rows: StreamTiming[] = inputs.map(() => ({
+      ok: false, status: 200, ttftMs: Number.NaN, totalMs: Number.NaN, chunkTimesMs: [], text: "",
+      finishReason: null, completionTokens: 0, promptTokens: 0,
+    }));
+    const signals = inputs.map(() => new AbortController().signal);
+    for await (const step of api.predict(inputs, { signals, device: CPU(availableCores()) })) {
+      const now = performance.now() - batchStart;
+      step.forEach((item, i) => {
+        if (!item) return;
+        const row = rows[i];
+        if (item.text) {
+          if (row.chunkTimesMs.length === 0) row.ttftMs = now;
+          row.chunkTimesMs.push(now);
+          row.text += item.text;
+        }
+        if (item.finishReason && item.usage) {
+          row.ok = true;
+          row.totalMs = now;
+          row.finishReason = item.finishReason;
+          row.completionTokens = item.usage.completionTokens;
+          row.promptTokens = item.usage.promptTokens;
+        }
+      });
+    }
+    timings.push(...rows);
+  }
+  return summarizeStreams(concurrency, timings, (performance.now() - started) / 1000);
+}
+
+const CPU = (threads: number) => ({ accelerator: "cpu" as const, index: 0, threads, id: "cpu" });
+
+export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmResult> {
+  const model = options.model ?? "tiny-random-llama";
+  const levels = options.concurrency ?? [1, 4, 8];
+  const maxTokens = options.maxTokens ?? 64;
+  const body = {
+    model,
+    messages: [{ role: "user", content: options.prompt ?? "Write a short story about a robot who learns to paint." }],
+    max_tokens: maxTokens,
+    temperature: 0,
+  };
+  const server = options.url
+    ? { url: options.url, stop: async () => {} }
+    : await startOpenAIServerProcess({ api: chatModel({ model }), maxBatchSize: options.maxBatchSize ?? 8, batchTimeout: 0.005 });
+  let ceiling: ChatAPI | undefined;
+  if (!options.skipInProcess) {
+    ceiling = new ChatAPI({ model });
+    await ceiling.setup(CPU(availableCores()), { workerId: -1, maxBatchSize: Math.max(...levels) });
+  }
+  const served: LlmLevelResult[] = [];
+  const inProcess: LlmLevelResult[] = [];
+  try {
+    await runStreamLoad(server.url, { ...body, max_tokens: 4 }, 1, 2); // warm-up: connection, first batch shapes
+    // Served and in-process levels interleave so that machine noise hits both alike.
+    for (const concurrency of levels) {
+      const requests = options.requests ?? Math.max(8, 2 * concurrency);
+      const load = await runStreamLoad(server.url, body, concurrency, requests);
+      served.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
+      if (ceiling) inProcess.push(await inProcessLevel(ceiling, body, concurrency, requests));
+    }
+  } finally {
+    await server.stop();
+  }
+  const result: BenchLlmResult = {
+    url: server.url,
+    model,
+    maxTokens,
+    served,
+    inProcess,
+    servedOverInProcess: served.map((s, i) => (inProcess[i] ? s.totalTokensPerSecond / inProcess[i].totalTokensPerSecond : Number.NaN)),
+  };
+  if (options.print ?? true) console.log(formatLlmTable(result));
+  return result;
+}
+
+export function formatLlmTable(result: BenchLlmResult): string {
+  const rows = result.served.flatMap((s, i) => {
+    const row = (label: string, r: LlmLevelResult, ratio: string) => [
+      label,
+      String(r.concurrency),
+      String(r.requests),
+      String(r.errors),
+      cell(r.ttftMs.p50),
+      cell(r.ttftMs.p95),
+      cell(r.interTokenMs.p50, 2),
+      cell(r.interTokenMs.p95, 2),
+      cell(r.tokensPerSecondPerRequest),
+      cell(r.totalTokensPerSecond),
+      ratio,
+    ];
+    const lines = [row("served", s, "")];
+    const ceiling = result.inProcess[i];
+    if (ceiling) lines.push(row("in-process", ceiling, `${cell(result.servedOverInProcess[i] * 100)}%`));
+    return lines;
+  });
+  return (
+    `bench llm — ${result.model}, max_tokens ${result.maxTokens}, greedy, tokens counted by the tokenizer (usage)\n` +
+    formatTable(
+      ["", "conc", "reqs", "errors", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms", "tok/s/req", "tok/s total", "served÷in-proc"],
+      rows,
+    )
+  );
+}
+
+export interface SpecServerProcess {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start a batchwise server with the OpenAI spec in a child process, so the load generator in this process does not
+ * share its event loop or CPU accounting. `options` must be JSON (an ApiSource, numbers); the spec is added there.
+ */
+export async function startOpenAIServerProcess(options: ServerOptions, timeoutMs = 120_000): Promise<SpecServerProcess> {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const ext = fromSource ? "ts" : "js";
+  const modules = {
+    server: new URL(`../server/server.${ext}`, import.meta.url).href,
+    spec: new URL(`../specs/openai.${ext}`, import.meta.url).href,
+  };
+  const script = `
+    const { modules, options } = JSON.parse(process.argv[1]);
+    const { createServer } = await import(modules.server);
+    const { openAISpec } = await import(modules.spec);
+    const server = await createServer({ log: false, ...options, spec: openAISpec(), host: "127.0.0.1", port: 0 });
+    process.stdout.write("BATCHWISE_URL " + (await server.listen()) + "\\n");
+    const stop = async () => { await server.close(); process.exit(0); };
+    process.once("SIGTERM", stop);
+    process.stdin.on("end", stop);
+    process.stdin.resume();`;
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const args = [...(fromSource ? ["--import", "tsx"] : []), "--input-type=module", "-e", script, JSON.stringify({ modules, options })];
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs / 1000} s: ${stderr.slice(-500)}`)), timeoutMs);
+    child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const match = /^BATCHWISE_URL (\S+)$/m.exec(stdout);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before listening: ${stderr.slice(-1500)}`));
+    });
+  });
+  const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", () => resolve())));
+  return {
+    url,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** `batchwise bench llm [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N] [--json FILE]` */
+export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      url: { type: "string" },
+      model: { type: "string" },
+      concurrency: { type: "string" },
+      requests: { type: "string" },
+      "max-tokens": { type: "string" },
+      "max-batch-size": { type: "string" },
+      "no-in-process": { type: "boolean" },
+      json: { type: "string" },
+    },
+  });
+  const result = await benchLlm({
+    url: values.url,
+    model: values.model,
+    concurrency: values.concurrency?.split(",").map(Number),
+    requests: values.requests ? Number(values.requests) : undefined,
+    maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : undefined,
+    maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
+    skipInProcess: values["no-in-process"],
+  });
+  if (values.json) {
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(values.json, JSON.stringify(result, null, 2));
+  }
+  return result;
+}
