@@ -1,0 +1,147 @@
+/**
+ * The seed's image classifier as a served API: `{"image": base64}` → `{"predictions": [{label, probability}]}`.
+ *
+ * decodeRequest (main thread, async sharp) turns the image into a [3,224,224] float32 tensor; batch concatenates
+ * N of them into one [N,3,224,224] input; predict runs onnxruntime + softmax in the worker; unbatch turns each row
+ * into labelled predictions (the worker has the class names, and a few labels cross the thread instead of 1000
+ * floats); encodeResponse wraps them.
+ *
+ * @example
+ * ```ts
+ * const server = await createServer({ api: imageClassifier({ labels: "imagenet" }), maxBatchSize: 32, batchTimeout: 0.01 });
+ * ```
+ */
+import { fileURLToPath } from "node:url";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext } from "../api.js";
+import { providerName, settingsFor, ort, type Session } from "../runtime/onnx.js";
+import { resolveModel } from "../runtime/models.js";
+import { isPrecisionChoice, openModel } from "../runtime/precision.js";
+import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, preprocessBase64 } from "./image-preprocess.js";
+import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";
+
+export const DEFAULT_CLASSIFIER_MODEL = "mobilenetv2-12";
+
+export interface ImageClassifierOptions {
+  /** Model id (a folder under BATCHWISE_MODELS_DIR) or a path to a folder or .onnx file. */
+  model?: string;
+  precision?: PrecisionChoice;
+  /** `cat-dog` (default): Cat, Dog, Other. `imagenet`: the top-k ImageNet class names. */
+  labels?: LabelMode;
+  /** How many ImageNet classes to return in `imagenet` mode (default 5). */
+  topK?: number;
+  /** Largest accepted width × height (header check before decoding). */
+  maxPixels?: number;
+}
+
+export interface ClassifierRequest {
+  image?: unknown;
+}
+
+export interface ClassifierResponse {
+  predictions: Prediction[];
+}
+
+/** A batch as predict receives it: N images in one NCHW buffer. */
+export interface ImageBatch {
+  data: Float32Array;
+  count: number;
+}
+
+const CLASSES = 1000;
+
+export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array, Prediction[], ClassifierResponse> {
+  readonly options: Required<ImageClassifierOptions>;
+  private session?: Session;
+  private classNames: string[] = [];
+
+  constructor(options: ImageClassifierOptions = {}) {
+    super();
+    const labels = options.labels ?? "cat-dog";
+    if (!LABEL_MODES.includes(labels)) throw new Error(`labels must be one of ${LABEL_MODES.join(", ")}, got "${labels}"`);
+    const precision = options.precision ?? "auto";
+    if (!isPrecisionChoice(precision)) throw new Error(`precision must be auto, fp32, fp16, bf16 or int8, got "${precision}"`);
+    const k = options.topK ?? 5;
+    if (!Number.isInteger(k) || k < 1 || k > CLASSES) throw new Error(`topK must be an integer from 1 to ${CLASSES}`);
+    this.options = {
+      model: options.model ?? DEFAULT_CLASSIFIER_MODEL,
+      precision,
+      labels,
+      topK: k,
+      maxPixels: options.maxPixels ?? DEFAULT_MAX_PIXELS,
+    };
+    this.info = {
+      model: this.options.model,
+      precisionRequested: precision,
+      labels,
+      inputShape: ["N", 3, CROP_SIZE, CROP_SIZE],
+    };
+  }
+
+  override async setup(device: Device): Promise<void> {
+    const model = await resolveModel(this.options.model);
+    if (this.options.labels === "imagenet") this.classNames = loadClassNames(model.dir);
+    const opened = await openModel({
+      dir: model.dir,
+      file: model.file,
+      precision: this.options.precision,
+      settings: settingsFor(device),
+      check: async (session) => {
+        await this.run(session, { data: new Float32Array(IMAGE_VALUES), count: 1 });
+      },
+    });
+    this.session = opened.session;
+    this.info = {
+      ...this.info,
+      model: model.id,
+      modelOrigin: model.origin,
+      file: opened.file,
+      convertedFrom: opened.convertedFrom,
+      precision: opened.precision,
+      provider: providerName(device.accelerator),
+      threads: device.threads,
+    };
+  }
+
+  override async decodeRequest(request: ClassifierRequest, _ctx?: RequestContext): Promise<Float32Array> {
+    if (request === null || typeof request !== "object" || Array.isArray(request)) {
+      throw new BadRequestError('The body must be a JSON object: {"image": "<base64>"}', "invalid_body");
+    }
+    return preprocessBase64(request.image, this.options.maxPixels);
+  }
+
+  override batch(inputs: Float32Array[]): ImageBatch {
+    const data = new Float32Array(inputs.length * IMAGE_VALUES);
+    inputs.forEach((input, i) => data.set(input, i * IMAGE_VALUES));
+    return { data, count: inputs.length };
+  }
+
+  /** Probabilities [count, 1000] (softmax of the logits). */
+  async predict(batch: ImageBatch): Promise<Float32Array> {
+    if (!this.session) throw new Error("ImageClassifierAPI.predict called before setup");
+    return softmaxRows(await this.run(this.session, batch), CLASSES);
+  }
+
+  override unbatch(probabilities: Float32Array): Prediction[][] {
+    const rows: Prediction[][] = [];
+    for (let start = 0; start < probabilities.length; start += CLASSES) {
+      const row = probabilities.subarray(start, start + CLASSES);
+      rows.push(this.options.labels === "imagenet" ? topK(row, this.classNames, this.options.topK) : catDogOther(row));
+    }
+    return rows;
+  }
+
+  override encodeResponse(predictions: Prediction[]): ClassifierResponse {
+    return { predictions };
+  }
+
+  private async run(session: Session, batch: ImageBatch): Promise<Float32Array> {
+    const input = new ort.Tensor("float32", batch.data, [batch.count, 3, CROP_SIZE, CROP_SIZE]);
+    const outputs = await session.run({ [session.inputNames[0]]: input });
+    return outputs[session.outputNames[0]].data as Float32Array;
+  }
+}
+
+/** Where a worker finds this API: this module's file and the class's export name. */
+export function imageClassifier(options: ImageClassifierOptions = {}): ApiSource<ImageClassifierOptions> {
+  return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options };
+}
