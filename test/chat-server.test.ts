@@ -1,0 +1,117 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RequestContext } from "../src/api.js";
+import { ChatAPI, chatModel } from "../src/apps/chat.js";
+import { createServer, type BatchwiseServer } from "../src/server/server.js";
+import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
+
+// The chat model behind the OpenAI spec on a real server (model in a worker thread, dynamic batching on), through
+// the official openai client, checked against the same model generating in this process.
+const MODEL = "tiny-random-llama";
+let server: BatchwiseServer;
+let client: OpenAI;
+let local: ChatAPI;
+let baseUrl: string;
+
+beforeAll(async () => {
+  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), maxBatchSize: 8, batchTimeout: 0.01, port: 0, log: false });
+  baseUrl = await server.listen();
+  client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
+  local = new ChatAPI({ model: MODEL });
+  await local.setup({ accelerator: "cpu", index: 0, threads: 1, id: "cpu" }, { workerId: -1, maxBatchSize: 1 });
+});
+afterAll(() => server?.close());
+
+/** Greedy text of the same model in this process, no HTTP. */
+async function inProcess(content: string, maxTokens: number) {
+  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {} };
+  const input = await local.decodeRequest(parseChatRequest({ messages: [{ role: "user", content }], max_tokens: maxTokens }), ctx);
+  let text = "";
+  for await (const step of local.predict([input], { signals: [ctx.signal], device: { accelerator: "cpu", index: 0, threads: 1, id: "cpu" } })) {
+    text += step[0]?.text ?? "";
+  }
+  return text;
+}
+
+async function streamText(content: string, maxTokens: number) {
+  const stream = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: "user", content }],
+    max_tokens: maxTokens,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let contentChunks = 0;
+  let finishReason: string | null = null;
+  let usage: OpenAI.CompletionUsage | null | undefined;
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta.content;
+    if (delta) {
+      text += delta;
+      contentChunks++;
+    }
+    finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
+    usage = chunk.usage ?? usage;
+  }
+  return { text, contentChunks, finishReason, usage };
+}
+
+describe("chat model served through the OpenAI spec", () => {
+  it("answers with the in-process greedy text, real token usage and finish_reason length", async () => {
+    const reply = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: "user", content: "Hello there" }],
+      max_tokens: 20,
+      temperature: 0,
+    });
+    expect(reply.model).toBe(MODEL);
+    expect(reply.choices[0].message.content).toBe(await inProcess("Hello there", 20));
+    expect(reply.choices[0].finish_reason).toBe("length");
+    expect(reply.usage?.completion_tokens).toBe(20);
+    expect(reply.usage?.prompt_tokens).toBe(22); // the ChatML-templated prompt, counted by the tokenizer
+  });
+
+  it("streams the same text token by token, with usage at the end", async () => {
+    const streamed = await streamText("Hello there", 20);
+    expect(streamed.text).toBe(await inProcess("Hello there", 20));
+    expect(streamed.contentChunks).toBeGreaterThan(5);
+    expect(streamed.finishReason).toBe("length");
+    expect(streamed.usage).toEqual({ prompt_tokens: 22, completion_tokens: 20, total_tokens: 42 });
+  });
+
+  it("gives concurrent streams (batched together on the worker) each its own tokens", async () => {
+    const prompts = ["Tell me about dragons", "hi", "What is the capital of France?", "Count to ten"];
+    const served = await Promise.all(prompts.map((p, i) => streamText(p, 10 + 8 * i)));
+    for (let i = 0; i < prompts.length; i++) {
+      expect(served[i].text).toBe(await inProcess(prompts[i], 10 + 8 * i));
+      expect(served[i].usage?.completion_tokens).toBe(10 + 8 * i);
+    }
+    const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+    const batches = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);
+    const singles = Number(/batchwise_batch_size_bucket\{le="1"[^}]*\} (\d+)/.exec(metrics)?.[1]);
+    expect(batches - singles).toBeGreaterThan(0); // at least one batch generated several streams at once
+  });
+
+  it("ends with finish_reason stop at a stop string", async () => {
+    const full = await inProcess("Hello there", 30);
+    const stop = full.slice(8, 11);
+    const reply = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: "user", content: "Hello there" }],
+      max_tokens: 30,
+      temperature: 0,
+      stop,
+    });
+    expect(reply.choices[0].finish_reason).toBe("stop");
+    expect(reply.choices[0].message.content).toBe(full.slice(0, full.indexOf(stop)));
+  });
+
+  it("lists the model and refuses a prompt beyond the context window with a 400", async () => {
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual([MODEL]);
+    await expect(
+      client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "word ".repeat(3000) }] }),
+    ).rejects.toMatchObject({ status: 400, code: "context_length_exceeded" });
+  });
+});
