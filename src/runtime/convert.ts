@@ -18,7 +18,7 @@
  * reuses a stale conversion.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
@@ -107,7 +107,8 @@ export function cacheDir(): string {
 function writable(dir: string): boolean {
   try {
     accessSync(dir, constants.W_OK);
-    return true;
+    // root passes access() on any folder: a folder without write bits is read-only by intent (shared models)
+    return (statSync(dir).mode & 0o222) !== 0;
   } catch {
     return false;
   }
