@@ -12,7 +12,7 @@
  * ```
  */
 import { fileURLToPath } from "node:url";
-import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext } from "../api.js";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
 import { providerName, settingsFor, ort, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
@@ -77,7 +77,7 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
     };
   }
 
-  override async setup(device: Device): Promise<void> {
+  override async setup(device: Device, _ctx?: SetupContext): Promise<void> {
     const model = await resolveModel(this.options.model);
     if (this.options.labels === "imagenet") this.classNames = loadClassNames(model.dir);
     const opened = await openModel({
