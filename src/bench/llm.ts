@@ -14,6 +14,9 @@
  * would form if every client's request arrived together), on as many threads as the server's single worker gets.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
@@ -31,7 +34,7 @@ export interface BenchLlmOptions {
   /** Model id (or folder) for the started server and the in-process ceiling. Default "tiny-random-llama". */
   model?: string;
   concurrency?: number[];
-  /** Requests per concurrency level; default max(8, 2 × concurrency). */
+  /** Requests per concurrency level; default max(16, 4 × concurrency). */
   requests?: number;
   maxTokens?: number;
   prompt?: string;
@@ -69,6 +72,8 @@ export interface BenchLlmResult {
   inProcess: LlmLevelResult[];
   /** served ÷ in-process total tokens/s, per level (NaN when the ceiling was skipped). */
   servedOverInProcess: number[];
+  /** In-process batched vs one-at-a-time at the highest concurrency (absent when the ceiling was skipped). */
+  batching?: BatchingComparison;
 }
 
 /** What one streamed chat completion looked like from the client. */
@@ -211,44 +216,92 @@ function latency(values: number[]): LatencySummary {
 }
 
 /**
- * The ceiling: the same ChatAPI generating in this process, batches of `concurrency` requests, no HTTP. Timings
- * are per request as if each were a client (first step with text = first token).
+ * The ceiling: the same ChatAPI generating in this process, no HTTP, `concurrency` clients in a closed loop. Each
+ * client's request joins the running batch at the next decode step (the engine's continuous batching), so this is
+ * what the model can do at that concurrency. TTFT counts from the predict call.
  */
 async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concurrency: number, requests: number) {
   const timings: StreamTiming[] = [];
+  let next = 0;
   const started = performance.now();
-  for (let done = 0; done < requests; done += concurrency) {
-    const size = Math.min(concurrency, requests - done);
-    const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
-    const inputs = await Promise.all(Array.from({ length: size }, () => api.decodeRequest(parseChatRequest(body), ctx())));
-    const batchStart = performance.now();
-    const rows: StreamTiming[] = inputs.map(() => ({
-      ok: false, status: 200, ttftMs: Number.NaN, totalMs: Number.NaN, chunkTimesMs: [], text: "",
-      finishReason: null, completionTokens: 0, promptTokens: 0,
-    }));
-    const signals = inputs.map(() => new AbortController().signal);
-    for await (const step of api.predict(inputs, { signals, device: CPU(availableCores()) })) {
-      const now = performance.now() - batchStart;
-      step.forEach((item, i) => {
-        if (!item) return;
-        const row = rows[i];
-        if (item.text) {
-          if (row.chunkTimesMs.length === 0) row.ttftMs = now;
-          row.chunkTimesMs.push(now);
-          row.text += item.text;
-        }
-        if (item.finishReason && item.usage) {
-          row.ok = true;
-          row.totalMs = now;
-          row.finishReason = item.finishReason;
-          row.completionTokens = item.usage.completionTokens;
-          row.promptTokens = item.usage.promptTokens;
-        }
-      });
-    }
-    timings.push(...rows);
-  }
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < requests) {
+        next++;
+        const [timing] = await generateInProcess(api, [body]);
+        timings.push(timing);
+      }
+    }),
+  );
   return summarizeStreams(concurrency, timings, (performance.now() - started) / 1000);
+}
+
+/** One predict call over `bodies` (one batch), timed per item like a streaming client would see it. */
+async function generateInProcess(api: ChatAPI, bodies: Record<string, unknown>[]): Promise<StreamTiming[]> {
+  const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
+  const inputs = await Promise.all(bodies.map((body) => api.decodeRequest(parseChatRequest(body), ctx())));
+  const started = performance.now();
+  const rows: StreamTiming[] = inputs.map(() => ({
+    ok: false, status: 200, ttftMs: Number.NaN, totalMs: Number.NaN, chunkTimesMs: [], text: "",
+    finishReason: null, completionTokens: 0, promptTokens: 0,
+  }));
+  const signals = inputs.map(() => new AbortController().signal);
+  for await (const step of api.predict(inputs, { signals, device: CPU(availableCores()) })) {
+    const now = performance.now() - started;
+    step.forEach((item, i) => {
+      if (!item) return;
+      const row = rows[i];
+      if (item.text) {
+        if (row.chunkTimesMs.length === 0) row.ttftMs = now;
+        row.chunkTimesMs.push(now);
+        row.text += item.text;
+      }
+      if (item.finishReason && item.usage) {
+        row.ok = true;
+        row.totalMs = now;
+        row.finishReason = item.finishReason;
+        row.completionTokens = item.usage.completionTokens;
+        row.promptTokens = item.usage.promptTokens;
+      }
+    });
+  }
+  return rows;
+}
+
+export interface BatchingComparison {
+  prompts: number;
+  /** Tokens/s generating the prompts one after another (batch of 1), median of rounds. */
+  oneAtATimeTokensPerSecond: number;
+  /** Tokens/s generating them as one batch, median of rounds. */
+  batchedTokensPerSecond: number;
+  speedup: number;
+  /** The batched texts equal the one-at-a-time texts (greedy). */
+  sameOutput: boolean;
+}
+
+/** Batched vs one-at-a-time generation of the same greedy prompts, in-process, rounds interleaved against noise. */
+export async function compareBatching(api: ChatAPI, body: Record<string, unknown>, prompts: number, rounds = 3): Promise<BatchingComparison> {
+  const bodies = Array.from({ length: prompts }, (_, i) => ({
+    ...body,
+    messages: [{ role: "user", content: `${(body.messages as { content: string }[])[0].content} (variant ${i})` }],
+  }));
+  const rate = (timings: StreamTiming[], ms: number) => (timings.reduce((sum, t) => sum + t.completionTokens, 0) / ms) * 1000;
+  const single: number[] = [];
+  const batched: number[] = [];
+  let sameOutput = true;
+  for (let round = 0; round < rounds; round++) {
+    let started = performance.now();
+    const alone: StreamTiming[] = [];
+    for (const b of bodies) alone.push(...(await generateInProcess(api, [b])));
+    single.push(rate(alone, performance.now() - started));
+    started = performance.now();
+    const together = await generateInProcess(api, bodies);
+    batched.push(rate(together, performance.now() - started));
+    sameOutput &&= together.every((t, i) => t.text === alone[i].text);
+  }
+  const oneAtATime = percentile(single, 50);
+  const all = percentile(batched, 50);
+  return { prompts, oneAtATimeTokensPerSecond: oneAtATime, batchedTokensPerSecond: all, speedup: all / oneAtATime, sameOutput };
 }
 
 const CPU = (threads: number) => ({ accelerator: "cpu" as const, index: 0, threads, id: "cpu" });
@@ -274,10 +327,10 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
   const served: LlmLevelResult[] = [];
   const inProcess: LlmLevelResult[] = [];
   try {
-    await runStreamLoad(server.url, { ...body, max_tokens: 4 }, 1, 2); // warm-up: connection, first batch shapes
+    await runStreamLoad(server.url, body, 2, 4); // warm-up: JIT, connections, the tokenizer on the main thread
     // Served and in-process levels interleave so that machine noise hits both alike.
     for (const concurrency of levels) {
-      const requests = options.requests ?? Math.max(8, 2 * concurrency);
+      const requests = options.requests ?? Math.max(16, 4 * concurrency);
       const load = await runStreamLoad(server.url, body, concurrency, requests);
       served.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
       if (ceiling) inProcess.push(await inProcessLevel(ceiling, body, concurrency, requests));
@@ -285,6 +338,7 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
   } finally {
     await server.stop();
   }
+  const batching = ceiling ? await compareBatching(ceiling, body, Math.max(...levels)) : undefined;
   const result: BenchLlmResult = {
     url: server.url,
     model,
@@ -292,6 +346,7 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
     served,
     inProcess,
     servedOverInProcess: served.map((s, i) => (inProcess[i] ? s.totalTokensPerSecond / inProcess[i].totalTokensPerSecond : Number.NaN)),
+    batching,
   };
   if (options.print ?? true) console.log(formatLlmTable(result));
   return result;
@@ -317,12 +372,18 @@ export function formatLlmTable(result: BenchLlmResult): string {
     if (ceiling) lines.push(row("in-process", ceiling, `${cell(result.servedOverInProcess[i] * 100)}%`));
     return lines;
   });
+  const b = result.batching;
+  const batching = b
+    ? `\nin-process, ${b.prompts} prompts: one at a time ${cell(b.oneAtATimeTokensPerSecond)} tok/s, one batch ` +
+      `${cell(b.batchedTokensPerSecond)} tok/s (${cell(b.speedup, 2)}×), same greedy output: ${b.sameOutput ? "yes" : "NO"}`
+    : "";
   return (
     `bench llm — ${result.model}, max_tokens ${result.maxTokens}, greedy, tokens counted by the tokenizer (usage)\n` +
     formatTable(
       ["", "conc", "reqs", "errors", "TTFT p50 ms", "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms", "tok/s/req", "tok/s total", "served÷in-proc"],
       rows,
-    )
+    ) +
+    batching
   );
 }
 
@@ -343,7 +404,7 @@ export async function startOpenAIServerProcess(options: ServerOptions, timeoutMs
     spec: new URL(`../specs/openai.${ext}`, import.meta.url).href,
   };
   const script = `
-    const { modules, options } = JSON.parse(process.argv[1]);
+    const { modules, options } = JSON.parse(process.argv[2]);
     const { createServer } = await import(modules.server);
     const { openAISpec } = await import(modules.spec);
     const server = await createServer({ log: false, ...options, spec: openAISpec(), host: "127.0.0.1", port: 0 });
@@ -352,8 +413,11 @@ export async function startOpenAIServerProcess(options: ServerOptions, timeoutMs
     process.once("SIGTERM", stop);
     process.stdin.on("end", stop);
     process.stdin.resume();`;
+  // A file rather than `node -e`: worker threads inherit the parent's execArgv, and eval flags are invalid there.
+  const entry = path.join(mkdtempSync(path.join(os.tmpdir(), "batchwise-bench-")), "openai-server.mjs");
+  writeFileSync(entry, script);
   const root = fileURLToPath(new URL("../../", import.meta.url));
-  const args = [...(fromSource ? ["--import", "tsx"] : []), "--input-type=module", "-e", script, JSON.stringify({ modules, options })];
+  const args = [...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify({ modules, options })];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"] });
   const url = await new Promise<string>((resolve, reject) => {
     let stdout = "";
