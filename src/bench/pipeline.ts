@@ -1,7 +1,7 @@
 import type { ApiSource, Device, RequestContext } from "../api.js";
 import { availableCores } from "../runtime/device.js";
 import { loadApi } from "../server/api-loader.js";
-import { WorkerPool, type Runner } from "../server/worker-pool.js";
+import { WorkerPool } from "../server/worker-pool.js";
 import { msSince, ratePerSecond, summarize } from "./stats.js";
 
 /**
@@ -54,13 +54,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
   }));
 
   const api = await loadApi(options.source);
-  const idleWaiters: (() => void)[] = [];
+  const idleListeners: (() => void)[] = [];
   const pool = new WorkerPool({
     source: options.source,
     devices,
     setupContext: { maxBatchSize: batchSize },
     stream: false,
-    onIdle: () => idleWaiters.shift()?.(),
+    onIdle: () => idleListeners.forEach((notify) => notify()),
     log: (line) => process.stderr.write(`pipeline: ${line}\n`),
   });
   await pool.start();
@@ -73,32 +73,64 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
       decodeTimes.push(msSince(start));
     }
 
-    const takeRunner = async (): Promise<Runner> => {
-      for (;;) {
-        const runner = pool.take();
-        if (runner) return runner;
-        await new Promise<void>((resolve) => idleWaiters.push(resolve));
-      }
-    };
+    // The server's flow without HTTP: decodes run ahead (several in flight, so libuv's pool stays busy) into a queue;
+    // whenever a worker is idle it takes up to batchSize decoded items at once (the batcher's rule: dispatch as soon
+    // as a worker is free, never wait for a full batch when one is idle). Decoding stops running ahead once a batch
+    // per worker plus one is queued, so it cannot starve inference of CPU.
     const runBatches = async (total: number): Promise<number> => {
-      let next = 0;
+      if (total <= 0) return 0;
+      type Item = { input: unknown; ctx: RequestContext };
+      const queue: Item[] = [];
+      const queueLimit = batchSize * (workers + 1);
+      let nextDecode = 0;
+      let finished = 0;
       let failures = 0;
-      // One lane more than there are workers: while every worker runs a batch, the extra lane decodes the next.
-      const lane = async () => {
-        while (next < total) {
-          const first = next;
-          next = Math.min(total, next + batchSize);
-          const ctxs = Array.from({ length: next - first }, context);
-          const inputs = await Promise.all(ctxs.map((ctx, k) => api.decodeRequest(requestAt(first + k), ctx)));
-          const runner = await takeRunner();
-          const outcome = await pool.run(runner, inputs, ctxs.map((c) => c.signal));
-          for (let k = 0; k < inputs.length; k++) {
-            if (outcome.errors[k] !== undefined) failures++;
-            else await api.encodeResponse(outcome.outputs[k], ctxs[k]);
-          }
+      let wakeDecoders: (() => void)[] = [];
+      let done!: () => void;
+      const allDone = new Promise<void>((resolve) => (done = resolve));
+      const complete = (count: number) => {
+        finished += count;
+        if (finished === total) done();
+      };
+      const pump = () => {
+        for (let runner = queue.length ? pool.take() : undefined; runner; runner = queue.length ? pool.take() : undefined) {
+          const items = queue.splice(0, batchSize);
+          const woken = wakeDecoders;
+          wakeDecoders = [];
+          woken.forEach((wake) => wake());
+          void pool.run(runner, items.map((i) => i.input), items.map((i) => i.ctx.signal)).then(async (outcome) => {
+            for (let k = 0; k < items.length; k++) {
+              if (outcome.errors[k] !== undefined) failures++;
+              else await api.encodeResponse(outcome.outputs[k], items[k].ctx);
+            }
+            complete(items.length);
+          }, (error: unknown) => {
+            // the runner died (a worker crash): these items failed; the pool replaces the worker
+            failures += items.length;
+            complete(items.length);
+            process.stderr.write(`pipeline: batch failed: ${(error as Error).message}\n`);
+          });
         }
       };
-      await Promise.all(Array.from({ length: workers + 1 }, lane));
+      idleListeners.push(pump);
+      const decoder = async () => {
+        while (nextDecode < total) {
+          while (queue.length >= queueLimit) await new Promise<void>((wake) => wakeDecoders.push(wake));
+          if (nextDecode >= total) break; // another decoder took the last index while this one waited
+          const index = nextDecode++;
+          const ctx = context();
+          try {
+            queue.push({ input: await api.decodeRequest(requestAt(index), ctx), ctx });
+          } catch {
+            failures++;
+            complete(1);
+          }
+          pump();
+        }
+      };
+      await Promise.all(Array.from({ length: DECODES_IN_FLIGHT }, decoder));
+      await allDone;
+      idleListeners.splice(idleListeners.indexOf(pump), 1);
       return failures;
     };
 
@@ -121,6 +153,9 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
     await pool.close();
   }
 }
+
+/** Decodes in flight at once: more than libuv's 4 pool threads, so the pool never idles between images. */
+const DECODES_IN_FLIGHT = 16;
 
 function context(): RequestContext {
   return { signal: new AbortController().signal, headers: {}, state: {} };

@@ -12,7 +12,7 @@ import {
 } from "../plot/plotly.js";
 import { ChromiumNotFoundError, renderFigurePng } from "../plot/png.js";
 import { machineSummary } from "./machine.js";
-import type { SuiteResults } from "./suite.js";
+import { shorten, type SuiteResults } from "./suite.js";
 import { cell } from "./table.js";
 
 /**
@@ -145,7 +145,7 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
         cell(c.pipeline?.imagesPerSecond),
         cell(c.pipeline?.decodeMsPerImage, 2),
         cell(c.served?.levels.find((l) => l.concurrency === 64)?.requestsPerSecond),
-        c.errors.length ? escapeHtml(c.errors.join("; ")) : String(c.served?.levels.reduce((n, l) => n + l.errorCount, 0) ?? "n/a"),
+        c.errors.length ? escapeHtml(c.errors.map(shorten).join("; ")) : String(c.served?.levels.reduce((n, l) => n + l.errorCount, 0) ?? "n/a"),
       ]),
     ),
     ...results.configs

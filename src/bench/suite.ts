@@ -156,8 +156,8 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
         await work();
       } catch (error) {
         const message = `${what}: ${(error as Error).message}`;
-        result.errors.push(message);
-        progress(`${config.name} · FAILED ${message}`);
+        result.errors.push(message); // in full in results.json; one short line in the progress and the tables
+        progress(`${config.name} · FAILED ${shorten(message)}`);
       }
     };
 
@@ -230,7 +230,7 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
       onLevel: (server, l) => progress(`overhead · ${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s`),
     });
   } catch (error) {
-    progress(`overhead · FAILED ${(error as Error).message}`);
+    progress(`overhead · FAILED ${shorten((error as Error).message)}`);
   }
 
   const results: SuiteResults = {
@@ -262,7 +262,7 @@ export function formatSuiteSummary(results: SuiteResults): string {
         cell(c.served ? levelAt(c.served, 1)?.requestsPerSecond : null),
         cell(c.served ? levelAt(c.served, 64)?.requestsPerSecond : null),
         cell(c.served ? levelAt(c.served, 1)?.latencyMs.p50 : null),
-        c.errors.length ? c.errors.join("; ") : String(c.served?.levels.reduce((n, l) => n + l.errorCount, 0) ?? "n/a"),
+        c.errors.length ? `failed: ${c.errors.map((e) => e.split(":")[0]).join(", ")} (see results.json)` : String(c.served?.levels.reduce((n, l) => n + l.errorCount, 0) ?? "n/a"),
       ]),
     ),
   );
@@ -272,6 +272,12 @@ export function formatSuiteSummary(results: SuiteResults): string {
   if (results.overhead) parts.push(`no-op overhead (${results.overhead.bodyBytes}-byte body)\n${formatOverheadTable(results.overhead)}`);
   parts.push(`targets\n${formatTargetsTable(results.targets)}`);
   return parts.join("\n\n");
+}
+
+/** First line, at most 200 characters: a model-not-found message with install instructions is long. */
+export function shorten(message: string): string {
+  const line = message.split("\n")[0];
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 
 function levelAt(report: ApiBenchReport, concurrency: number) {
