@@ -75,11 +75,6 @@ export class GenerationEngine {
 
   constructor(private readonly model: CausalLM, private readonly config: EngineConfig) {}
 
-  /** Rows in the shared batch right now (for /info-style introspection and tests). */
-  get activeSequences(): number {
-    return this.running.length + this.joining.length;
-  }
-
   /**
    * Generate every request; yields one array per step with an entry per request (undefined when that request has
    * nothing new this step). Each request's last entry carries its finishReason and usage. A request whose signal
@@ -98,9 +93,9 @@ export class GenerationEngine {
     while (this.running.length > 0 || this.joining.length > 0) {
       // Let abort messages and new predict calls in between two forward passes.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      this.retireAborted();
       const involved = [...this.running, ...this.joining];
       try {
+        await this.retireAborted();
         if (this.joining.length > 0) await this.prefill(this.joining.splice(0));
         else if (this.running.length > 0) await this.decodeStep();
       } catch (error) {
@@ -150,7 +145,7 @@ export class GenerationEngine {
       ...this.running.map((s, row) => ({ sequence: s, cache: this.cache!, row })),
       ...live.map((s, row) => ({ sequence: s, cache: prefilled, row })).filter((r) => !r.sequence.done),
     ];
-    this.relayout(rows);
+    await this.relayout(rows);
   }
 
   /** One token for every running row. */
@@ -182,7 +177,7 @@ export class GenerationEngine {
       return;
     }
     const rows = this.running.map((sequence, row) => ({ sequence, cache: next, row }));
-    this.relayout(rows.filter((r) => !r.sequence.done));
+    await this.relayout(rows.filter((r) => !r.sequence.done));
   }
 
   /** Sample the next token of each row from the last position's logits and turn it into text. */
@@ -227,12 +222,12 @@ export class GenerationEngine {
   }
 
   /** Drop rows whose client went away before spending another step on them. */
-  private retireAborted(): void {
+  private async retireAborted(): Promise<void> {
     const aborted = this.running.filter((s) => s.signal.aborted || s.done);
     if (aborted.length === 0) return;
     for (const s of aborted) s.owner.retire(s.index);
     const rows = this.running.map((sequence, row) => ({ sequence, cache: this.cache!, row }));
-    this.relayout(rows.filter((r) => !aborted.includes(r.sequence)));
+    await this.relayout(rows.filter((r) => !aborted.includes(r.sequence)));
     for (const owner of new Set(aborted.map((s) => s.owner))) owner.flush();
   }
 
@@ -241,7 +236,7 @@ export class GenerationEngine {
    * copied right-aligned into a cache just long enough for the longest row. This both merges freshly prefilled
    * rows with running ones and compacts away finished rows and padding columns nobody needs any more.
    */
-  private relayout(rows: { sequence: Sequence; cache: BatchCache; row: number }[]): void {
+  private async relayout(rows: { sequence: Sequence; cache: BatchCache; row: number }[]): Promise<void> {
     this.running = rows.map((r) => r.sequence);
     if (rows.length === 0) {
       this.cache = null;
@@ -254,9 +249,9 @@ export class GenerationEngine {
       const [, heads, , width] = rows[0].cache.tensors[name].dims as number[];
       const template = rows[0].cache.tensors[name];
       const data = new (template.data.constructor as Float32ArrayConstructor)(rows.length * heads * length * width);
+      const sources = await Promise.all(rows.map((r) => cpuData(r.cache.tensors[name])));
       rows.forEach((r, to) => {
-        const source = r.cache.tensors[name];
-        const src = source.data as Float32Array;
+        const src = sources[to];
         const real = lengths[to];
         for (let h = 0; h < heads; h++) {
           const from = ((r.row * heads + h) * r.cache.length + r.sequence.pad) * width;
@@ -268,6 +263,15 @@ export class GenerationEngine {
     rows.forEach((r, i) => (r.sequence.pad = length - lengths[i]));
     this.cache = { tensors, length };
   }
+}
+
+/**
+ * A tensor's values on the CPU. On WebGPU, transformers.js keeps `present.*` outputs in GPU buffers (so the next
+ * step can feed them back without a copy); re-laying out rows needs them here.
+ */
+async function cpuData(tensor: Tensor): Promise<Float32Array> {
+  if (tensor.location === "cpu") return tensor.data as Float32Array;
+  return (await tensor.ort_tensor.getData()) as Float32Array;
 }
 
 /** The model's `present.*` outputs renamed to the `past_key_values.*` inputs of the next step. */
