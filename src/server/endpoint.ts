@@ -6,6 +6,7 @@ import {
   type Device,
   type RequestContext,
 } from "../api.js";
+import type { ResourceLimits } from "node:worker_threads";
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
 import { loadApi, isApiSource } from "./api-loader.js";
 import { Batcher } from "./batcher.js";
@@ -36,11 +37,14 @@ export interface EndpointOptions {
   timeout?: number;
   /** Queue length beyond which requests get 503 + Retry-After. Default 1024. */
   maxQueueSize?: number;
+  /** Heap limits of each worker thread (e.g. `{ maxOldGenerationSizeMb: 2048 }`); a worker past them is replaced. */
+  resourceLimits?: ResourceLimits;
 }
 
-export type ResolvedEndpointConfig = Required<Omit<EndpointOptions, "api" | "spec" | "accelerator" | "devices">> & {
+export type ResolvedEndpointConfig = Required<Omit<EndpointOptions, "api" | "spec" | "accelerator" | "devices" | "resourceLimits">> & {
   accelerator: AcceleratorDecision;
   devices: Device[];
+  resourceLimits?: ResourceLimits;
 };
 
 /**
@@ -65,6 +69,7 @@ export class Endpoint {
       devices: config.devices,
       setupContext: { maxBatchSize: config.maxBatchSize },
       stream: spec.streamsPredict,
+      resourceLimits: config.resourceLimits,
       onIdle: () => this.batcher.pump(),
       log,
     });
@@ -114,6 +119,7 @@ export class Endpoint {
       maxQueueSize: positiveInt(options.maxQueueSize ?? 1024, "maxQueueSize"),
       accelerator,
       devices,
+      resourceLimits: options.resourceLimits,
     };
     return new Endpoint(spec, api, config, source, (size) => onBatch(path, size), log);
   }

@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import { Worker, type ResourceLimits } from "node:worker_threads";
 import type { ApiSource, Device, ModelAPI, SetupContext } from "../api.js";
 import { errors, HttpError } from "./errors.js";
 import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
@@ -27,6 +27,11 @@ export interface WorkerPoolOptions {
   devices: Device[];
   setupContext: Omit<SetupContext, "workerId">;
   stream: boolean;
+  /**
+   * V8 heap limits of each worker thread. A worker past its limit stops with ERR_WORKER_OUT_OF_MEMORY and is
+   * replaced like a crashed one; without a limit a runaway model may grow to the process's whole heap size.
+   */
+  resourceLimits?: ResourceLimits;
   /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
   onIdle: () => void;
   log: (message: string) => void;
@@ -91,8 +96,8 @@ export class WorkerPool {
     const ctx: SetupContext = { ...this.options.setupContext, workerId: this.options.inline ? -1 : id };
     const runner = this.options.inline
       ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream)
-      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options.stream, () =>
-          this.replace(runner, id, device));
+      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options.stream, this.options.resourceLimits, (reason) =>
+          this.replace(runner, id, device, reason));
     if (this.closing) return void (await runner.terminate());
     this.info = runner instanceof ThreadRunner ? runner.info : this.options.inline!.info ?? {};
     this.runners.add(runner);
@@ -101,13 +106,13 @@ export class WorkerPool {
     this.options.onIdle();
   }
 
-  private replace(dead: Runner, id: number, device: Device) {
+  private replace(dead: Runner, id: number, device: Device, reason: string) {
     this.runners.delete(dead);
     const index = this.idle.indexOf(dead);
     if (index >= 0) this.idle.splice(index, 1);
     if (this.closing) return;
     this.restarts++;
-    this.options.log(`worker ${id} stopped unexpectedly; starting a replacement`);
+    this.options.log(`worker ${id} stopped unexpectedly (${reason}); starting a replacement`);
     this.startRunner(id, device).catch((error) => {
       this.options.log(`replacement for worker ${id} failed: ${(error as Error).message}`);
     });
@@ -151,8 +156,16 @@ class ThreadRunner implements Runner {
     private stream: boolean,
   ) {}
 
-  static start(id: number, source: ApiSource, device: Device, ctx: SetupContext, stream: boolean, onDeath: () => void) {
-    const worker = spawnWorker();
+  static start(
+    id: number,
+    source: ApiSource,
+    device: Device,
+    ctx: SetupContext,
+    stream: boolean,
+    resourceLimits: ResourceLimits | undefined,
+    onDeath: (reason: string) => void,
+  ) {
+    const worker = spawnWorker(resourceLimits);
     const runner = new ThreadRunner(id, device, worker, stream);
     return new Promise<ThreadRunner>((resolve, reject) => {
       let ready = false;
@@ -169,16 +182,16 @@ class ThreadRunner implements Runner {
           runner.receive(message);
         }
       });
-      const die = (error?: Error) => {
+      const die = (reason: string) => {
         if (runner.terminating) return;
         runner.terminating = true;
         void worker.terminate();
         runner.failPending(errors.workerCrashed());
-        if (!ready) reject(new Error(`worker ${id} stopped during setup: ${error?.message ?? "exited"}`));
-        else onDeath();
+        if (!ready) reject(new Error(`worker ${id} stopped during setup: ${reason}`));
+        else onDeath(reason);
       };
-      worker.on("error", die);
-      worker.on("exit", () => die());
+      worker.on("error", (error) => die(error.message));
+      worker.on("exit", (code) => die(`exit code ${code}`));
       worker.postMessage({ type: "setup", source, device, ctx } satisfies ToWorker);
     });
   }
@@ -223,12 +236,12 @@ class ThreadRunner implements Runner {
  * Start a worker on worker.js, or on worker.ts through tsx when running from source (tests, `npm run cli`):
  * a worker does not inherit the parent's module loader hooks, so it registers tsx itself before importing.
  */
-function spawnWorker(): Worker {
+function spawnWorker(resourceLimits: ResourceLimits | undefined): Worker {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith(".js")) return new Worker(new URL("./worker.js", import.meta.url));
+  if (here.endsWith(".js")) return new Worker(new URL("./worker.js", import.meta.url), { resourceLimits });
   const tsxDir = path.dirname(createRequire(import.meta.url).resolve("tsx/package.json"));
   const tsx = pathToFileURL(path.join(tsxDir, "dist", "esm", "api", "index.mjs")).href;
   const entry = new URL("./worker.ts", import.meta.url).href;
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true });
+  return new Worker(boot, { eval: true, resourceLimits });
 }
