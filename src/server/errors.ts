@@ -24,7 +24,11 @@ export const errors = {
   payloadTooLarge: (limit: number) =>
     new HttpError(413, "payload_too_large", `Request body is larger than the limit of ${limit} bytes`),
   unsupportedMediaType: (type: string) =>
-    new HttpError(415, "unsupported_media_type", `Content-Type ${type} is not supported; send application/json`),
+    new HttpError(415, "unsupported_media_type", `Content-Type ${type.slice(0, 100)} is not supported; send application/json`),
+  requestTimeout: (seconds: number) =>
+    new HttpError(408, "request_timeout", `The request was not received completely within ${seconds} s`),
+  headersTooLarge: () => new HttpError(431, "headers_too_large", "The request headers are larger than the server accepts"),
+  malformedRequest: () => new HttpError(400, "malformed_request", "The HTTP request is malformed"),
   queueFull: (retryAfterSeconds: number) =>
     new HttpError(503, "queue_full", "The server is at capacity; retry later", {
       "retry-after": String(retryAfterSeconds),
@@ -35,7 +39,8 @@ export const errors = {
     new HttpError(504, "queue_timeout", `The request waited more than ${seconds} s for a free worker`),
   workerCrashed: () =>
     new HttpError(500, "worker_crashed", "The worker running this request stopped unexpectedly; it is being replaced"),
-  predictFailed: (message: string) => new HttpError(500, "predict_failed", `Prediction failed: ${message}`),
+  // A model's errors often name its files (onnxruntime: "Load model from /path/model.onnx failed"): cleaned.
+  predictFailed: (message: string) => new HttpError(500, "predict_failed", `Prediction failed: ${clean(message)}`),
   internal: (message = "Internal server error") => new HttpError(500, "internal_error", message),
 };
 

@@ -1,10 +1,12 @@
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { RequestContext } from "../api.js";
 import { availableCores, type AcceleratorDecision } from "../runtime/device.js";
 import { apiKeyMatcher } from "./auth.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
-import { errors, toHttpError } from "./errors.js";
+import { errors, HttpError, toHttpError } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
 import { errorBody, type Spec, type SpecResponse } from "./spec.js";
 
@@ -77,10 +79,20 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   );
 
   const maxPayloadSize = options.maxPayloadSize ?? 16 * 1024 * 1024;
+  const requestTimeout = options.requestTimeout ?? 30;
   const app = Fastify({
     logger: false,
     bodyLimit: maxPayloadSize,
-    requestTimeout: (options.requestTimeout ?? 30) * 1000,
+    requestTimeout: requestTimeout * 1000,
+    http: {
+      // Node enforces requestTimeout on a request's BODY only while headersTimeout ≤ requestTimeout (its default,
+      // 60 s, is not lowered when fastify sets requestTimeout after construction): without this, a client that sent
+      // headers and half a body held its connection until the 120 s idle timeout, forever if it trickled bytes.
+      headersTimeout: requestTimeout * 1000,
+      // Timeouts are checked on this interval (Node's default: every 30 s), so a short requestTimeout means it.
+      connectionsCheckingInterval: 1000,
+    },
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, requestTimeout),
     connectionTimeout: 120_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
@@ -88,6 +100,10 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
   });
+
+  // The wire format is JSON: a text/plain body (which fastify parses by default) gets a 415 rather than reaching
+  // decodeRequest as a string the API never expected.
+  app.removeContentTypeParser("text/plain");
 
   let setupDone = false;
   let draining = false;
@@ -116,7 +132,8 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   });
 
   app.setErrorHandler((error, request, reply) => {
-    const httpError = toHttpError(error);
+    let httpError = toHttpError(error);
+    if (httpError.status === 415) httpError = errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)");
     if (httpError.status >= 500 && httpError.code === "internal_error") log(`internal error on ${request.url}: ${(error as Error).message}`);
     const spec = (request.routeOptions.config as { spec?: Spec }).spec;
     reply.code(httpError.status).headers(httpError.headers).send(spec ? spec.formatError(httpError) : errorBody(httpError));
@@ -240,6 +257,28 @@ async function send(reply: FastifyReply, response: SpecResponse, controller: Abo
     .code(200)
     .headers({ "content-type": response.contentType, "cache-control": "no-cache", "x-accel-buffering": "no" })
     .send(Readable.from(chunks(), { objectMode: false }));
+}
+
+/**
+ * Errors Node's HTTP parser raises before a request reaches fastify (request timeout, oversized headers, malformed
+ * HTTP): answered in the catalogue's JSON shape, then the connection is closed.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket, requestTimeout: number) {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const httpError: HttpError =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? errors.requestTimeout(requestTimeout)
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? errors.headersTooLarge()
+        : errors.malformedRequest();
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody(httpError));
+    socket.write(
+      `HTTP/1.1 ${httpError.status} ${STATUS_CODES[httpError.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 async function allHealthy(endpoints: Endpoint[]): Promise<boolean> {
