@@ -24,7 +24,8 @@ export class TokenSampler {
   next(logits: ArrayLike<number>): number {
     if (this.params.temperature <= 0) return argmax(logits);
     const probabilities = softmax(logits, this.params.temperature);
-    const candidates = this.params.topP < 1 ? nucleus(probabilities, this.params.topP) : allIndexes(probabilities.length);
+    if (this.params.topP >= 1) return drawIndex(probabilities, this.random());
+    const candidates = nucleus(probabilities, this.params.topP);
     let mass = 0;
     for (const id of candidates) mass += probabilities[id];
     let threshold = this.random() * mass;
@@ -35,6 +36,16 @@ export class TokenSampler {
     // Rounding can leave a sliver of mass unassigned: it belongs to the last candidate.
     return candidates[candidates.length - 1];
   }
+}
+
+/** Inverse-CDF draw over a whole distribution (probabilities sum to 1). */
+function drawIndex(probabilities: Float64Array, u: number): number {
+  let threshold = u;
+  for (let i = 0; i < probabilities.length; i++) {
+    threshold -= probabilities[i];
+    if (threshold <= 0) return i;
+  }
+  return probabilities.length - 1;
 }
 
 export function argmax(values: ArrayLike<number>): number {
@@ -56,17 +67,30 @@ function softmax(logits: ArrayLike<number>, temperature: number): Float64Array {
   return out;
 }
 
-/** The smallest set of most likely tokens whose probabilities add up to at least `topP`, most likely first. */
-function nucleus(probabilities: Float64Array, topP: number): number[] {
-  const order = allIndexes(probabilities.length).sort((a, b) => probabilities[b] - probabilities[a]);
-  let mass = 0;
+/**
+ * The smallest set of most likely tokens whose probabilities add up to at least `topP`, most likely first.
+ *
+ * Sorting a whole vocabulary per token (49k entries for SmolLM2) would cost milliseconds per row per step. Instead,
+ * one pass buckets tokens by how many halvings below the most likely token they are and sums each bucket's mass;
+ * the buckets down to the first one that reaches `topP` hold every nucleus token (and only a few more), so only
+ * those are sorted. The result is exactly the sorted-prefix definition.
+ */
+export function nucleus(probabilities: Float64Array, topP: number): number[] {
+  let max = 0;
+  for (let i = 0; i < probabilities.length; i++) max = Math.max(max, probabilities[i]);
+  const buckets = 64;
+  const bucketOf = (p: number) => (p <= 0 ? buckets - 1 : Math.min(buckets - 1, Math.floor(Math.log2(max / p))));
+  const mass = new Float64Array(buckets);
+  for (let i = 0; i < probabilities.length; i++) mass[bucketOf(probabilities[i])] += probabilities[i];
+  let last = 0;
+  for (let total = mass[0]; total < topP && last < buckets - 1; ) total += mass[++last];
+  const candidates: number[] = [];
+  for (let i = 0; i < probabilities.length; i++) if (bucketOf(probabilities[i]) <= last) candidates.push(i);
+  candidates.sort((a, b) => probabilities[b] - probabilities[a] || a - b);
+  let cumulative = 0;
   let count = 0;
-  while (count < order.length && mass < topP) mass += probabilities[order[count++]];
-  return order.slice(0, Math.max(1, count));
-}
-
-function allIndexes(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
+  while (count < candidates.length && cumulative < topP) cumulative += probabilities[candidates[count++]];
+  return candidates.slice(0, Math.max(1, count));
 }
 
 /** Small, fast, seedable 32-bit PRNG (Tommy Ettinger's mulberry32): reproducible across runs and platforms. */
