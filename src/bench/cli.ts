@@ -23,7 +23,15 @@ const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
   api       [--url http://127.0.0.1:8000] [--path /predict] [--concurrency 1,8,32,64] [--requests 128]
             [--images DIR] [--server-pid PID]       a running server, closed-loop load, CPU/GPU sampled
   overhead  [--concurrency …] [--requests N] [--body-bytes N]   no-op model vs bare fastify
-  suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)`;
+  suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
+  llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N]   chat model tokens/s
+  stream    [--concurrency 1,8,32] [--tokens N] [--requests N]   SSE streaming overhead, no model`;
+
+/** Kinds whose modules parse their own flags (and --json): the whole argv goes to them. */
+const selfParsing: Record<string, () => Promise<(argv: string[]) => Promise<unknown>>> = {
+  llm: async () => (await import("./llm.js")).runBenchLlmCli,
+  stream: async () => (await import("./stream-overhead.js")).runStreamBenchCli,
+};
 
 type Flags = Record<string, string | boolean | string[] | undefined>;
 
@@ -125,6 +133,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
 
 export async function runBenchCli(argv: string[]): Promise<unknown> {
   const [kind, ...rest] = argv;
+  if (kind && selfParsing[kind] && !rest.includes("--help")) return (await selfParsing[kind]())(rest);
   const run = kind ? kinds[kind] : undefined;
   if (!run || rest.includes("--help")) {
     console.log(usage);
