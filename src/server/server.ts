@@ -6,7 +6,7 @@ import type { RequestContext } from "../api.js";
 import { availableCores, type AcceleratorDecision } from "../runtime/device.js";
 import { apiKeyMatcher } from "./auth.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
-import { errors, HttpError, toHttpError } from "./errors.js";
+import { clean, errors, HttpError, toHttpError } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
 import { errorBody, type Spec, type SpecResponse } from "./spec.js";
 
@@ -93,6 +93,10 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
       connectionsCheckingInterval: 1000,
     },
     clientErrorHandler: (error, socket) => answerClientError(error, socket, requestTimeout),
+    // A URL fastify cannot decode ("/inf%o") never reaches setErrorHandler: answer it in the catalogue's shape too.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).code(400).send(errorBody(errors.badRequest(clean(error.message), "invalid_url")));
+    },
     connectionTimeout: 120_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
