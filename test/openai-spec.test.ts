@@ -49,7 +49,7 @@ describe("OpenAI chat completions spec", () => {
       stream: true,
       stream_options: { include_usage: true },
     });
-    const chunks = [];
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const content = chunks.filter((c) => c.choices[0]?.delta.content);
     expect(content.map((c) => c.choices[0].delta.content)).toEqual([" t0", " t1", " t2", " t3", " t4", " t5"]);
@@ -98,7 +98,7 @@ describe("OpenAI chat completions spec", () => {
       body: JSON.stringify(body),
     });
     expect(response.status).toBe(400);
-    const { error } = await response.json();
+    const { error } = (await response.json()) as { error: Record<string, unknown> };
     expect(error).toMatchObject({ type: "invalid_request_error", param, code: "invalid_request" });
     expect(error.message).toEqual(expect.any(String));
   });
@@ -111,7 +111,7 @@ describe("OpenAI chat completions spec", () => {
       body: "{not json",
     });
     expect(response.status).toBe(400);
-    expect((await response.json()).error).toMatchObject({ type: "invalid_request_error" });
+    expect(((await response.json()) as { error: unknown }).error).toMatchObject({ type: "invalid_request_error" });
   });
 
   it("gives two concurrent streams their own tokens", async () => {
