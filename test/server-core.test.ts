@@ -199,6 +199,23 @@ describe("serving core over real HTTP", () => {
     expect(arrivals[arrivals.length - 1].at - arrivals[0].at).toBeGreaterThan(400);
   });
 
+  it("lets a new stream start on a busy worker when maxBatchesPerWorker > 1", async () => {
+    const { url } = await start({ api: countApi({ stepMs: 100 }), stream: true, maxBatchesPerWorker: 2 });
+    const firstLineAt = async (n: number) => {
+      const response = await post(`${url}/predict`, { n });
+      const reader = response.body!.getReader();
+      await reader.read();
+      const at = performance.now();
+      while (!(await reader.read()).done);
+      return { at, doneAt: performance.now() };
+    };
+    const long = firstLineAt(20); // about 2 s of generation
+    await new Promise((r) => setTimeout(r, 300));
+    const short = await firstLineAt(1);
+    const longDone = (await long).doneAt;
+    expect(short.at).toBeLessThan(longDone - 500); // it did not queue behind the running generation
+  });
+
   it("finishes in-flight requests on close (graceful shutdown)", async () => {
     const { server, url } = await start({ api: sumApi({ delayMs: 300 }) });
     const inFlight = post(`${url}/predict`, { numbers: [20, 22] });

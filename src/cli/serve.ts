@@ -78,8 +78,11 @@ export async function runServe(argv: string[]) {
       maxBatchSize: num("max-batch-size", 8),
       batchTimeout: num("batch-timeout", 0.01),
       workersPerDevice: num("workers", 1),
+      // The chat engine lets new sequences join a running decode loop at its next step: a new request starts
+      // generating without waiting for the current batch to finish (time to first token stays low under load).
+      maxBatchesPerWorker: 4,
     };
-    printConfig("chat", config, { model: values.model ?? "(default)", precision });
+    printConfig("chat", config, { model: values.model ?? "(hub default; offline use --model tiny-random-llama)", precision });
     await serve(config);
   }
 }

@@ -37,6 +37,8 @@ export interface EndpointOptions {
   timeout?: number;
   /** Queue length beyond which requests get 503 + Retry-After. Default 1024. */
   maxQueueSize?: number;
+  /** Batches one worker may hold at once (default 1); see WorkerPoolOptions.maxBatchesPerWorker. */
+  maxBatchesPerWorker?: number;
   /** Heap limits of each worker thread (e.g. `{ maxOldGenerationSizeMb: 2048 }`); a worker past them is replaced. */
   resourceLimits?: ResourceLimits;
 }
@@ -70,6 +72,7 @@ export class Endpoint {
       setupContext: { maxBatchSize: config.maxBatchSize },
       stream: spec.streamsPredict,
       resourceLimits: config.resourceLimits,
+      maxBatchesPerWorker: config.maxBatchesPerWorker,
       onIdle: () => this.batcher.pump(),
       log,
     });
@@ -120,6 +123,7 @@ export class Endpoint {
       accelerator,
       devices,
       resourceLimits: options.resourceLimits,
+      maxBatchesPerWorker: positiveInt(options.maxBatchesPerWorker ?? 1, "maxBatchesPerWorker"),
     };
     return new Endpoint(spec, api, config, source, (size) => onBatch(path, size), log);
   }

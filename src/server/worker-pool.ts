@@ -32,6 +32,12 @@ export interface WorkerPoolOptions {
    * replaced like a crashed one; without a limit a runaway model may grow to the process's whole heap size.
    */
   resourceLimits?: ResourceLimits;
+  /**
+   * Batches one runner may hold at once. 1 (the default) suits models whose predict blocks the worker. A generator
+   * that interleaves its work (an LLM decode loop that lets new sequences join at the next step) gets new requests
+   * without waiting for the running generation to finish when this is larger.
+   */
+  maxBatchesPerWorker?: number;
   /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
   onIdle: () => void;
   log: (message: string) => void;
@@ -42,7 +48,9 @@ export interface WorkerPoolOptions {
  * fail fast with a 500 instead of hanging).
  */
 export class WorkerPool {
+  /** Runners that can take another batch; the least loaded are at the end (taken first). */
   private readonly idle: Runner[] = [];
+  private readonly inFlight = new Map<Runner, number>();
   private readonly runners = new Set<Runner>();
   private busy = 0;
   private closing = false;
@@ -70,7 +78,11 @@ export class WorkerPool {
   /** Take an idle runner, or undefined if all are busy or not ready. */
   take(): Runner | undefined {
     const runner = this.idle.pop();
-    if (runner) this.busy++;
+    if (!runner) return undefined;
+    this.busy++;
+    const batches = (this.inFlight.get(runner) ?? 0) + 1;
+    this.inFlight.set(runner, batches);
+    if (batches < (this.options.maxBatchesPerWorker ?? 1)) this.idle.unshift(runner);
     return runner;
   }
 
@@ -80,7 +92,8 @@ export class WorkerPool {
       return await runner.run(inputs, signals, onChunk);
     } finally {
       this.busy--;
-      if (this.runners.has(runner)) this.idle.push(runner);
+      this.inFlight.set(runner, (this.inFlight.get(runner) ?? 1) - 1);
+      if (this.runners.has(runner) && !this.idle.includes(runner)) this.idle.push(runner);
       this.options.onIdle();
     }
   }
@@ -108,6 +121,7 @@ export class WorkerPool {
 
   private replace(dead: Runner, id: number, device: Device, reason: string) {
     this.runners.delete(dead);
+    this.inFlight.delete(dead);
     const index = this.idle.indexOf(dead);
     if (index >= 0) this.idle.splice(index, 1);
     if (this.closing) return;
