@@ -141,7 +141,7 @@ describe("hostile input to /v1/chat/completions", () => {
     const post = await rawRequest(url, "POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     expectCleanError(post.status, post.body, [404]);
     const models = await fetch(`${url}/v1/models`);
-    expect((await models.json()).data[0].id).toBe(MODEL);
+    expect(((await models.json()) as { data: { id: string }[] }).data[0].id).toBe(MODEL);
     const big = await rawPost(url, "/v1/chat/completions", "{}", "application/json", `Authorization: Bearer ${"k".repeat(70_000)}\r\n`);
     expectCleanError(big.status, big.body, [431]);
   });

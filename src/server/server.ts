@@ -99,7 +99,8 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     },
     connectionTimeout: 120_000,
     keepAliveTimeout: 5_000,
-    return503OnClosing: true,
+    // Our own onRequest hook below refuses requests that arrive while draining, in the catalogue's shape.
+    return503OnClosing: false,
     forceCloseConnections: "idle",
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
@@ -117,6 +118,11 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   ready.catch(() => {}); // observed by listen(); avoid an unhandled rejection when nobody listens
 
   const apiKey = options.apiKey ?? process.env.BATCHWISE_API_KEY;
+  // Draining refuses only requests whose headers arrive after shutdown began; one already being received when the
+  // signal came (its body still uploading, say) is in flight and gets its answer.
+  app.addHook("onRequest", async () => {
+    if (draining) throw errors.shuttingDown();
+  });
   if (apiKey) {
     const matches = apiKeyMatcher(apiKey);
     app.addHook("onRequest", async (request) => {
@@ -149,7 +155,6 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
 
   for (const endpoint of endpoints) {
     app.post(endpoint.config.path, { config: { spec: endpoint.spec } }, async (request, reply) => {
-      if (draining) throw errors.shuttingDown();
       const controller = new AbortController();
       // The response closing before it was finished means the client went away: stop its work.
       reply.raw.on("close", () => {
