@@ -63,9 +63,13 @@ export class Batcher {
     return channel;
   }
 
-  /** Refuse a new item now if the queue is full (checked before decoding, so overload costs no decode). */
+  /**
+   * Refuse a new item now if the queue is full (checked before decoding, so overload costs no decode). Requests
+   * being decoded count as queued: they are on their way in, and a burst that found the queue empty would otherwise
+   * all be decoded at once (memory and CPU for each) only to be refused when they reach the queue.
+   */
   checkCapacity(): void {
-    if (this.queue.length >= this.options.maxQueueSize) throw errors.queueFull(1);
+    if (this.queue.length + this.decoding >= this.options.maxQueueSize) throw errors.queueFull(1);
   }
 
   /** Re-evaluate dispatch: called on enqueue, when a worker becomes idle, and when a fill timer fires. */

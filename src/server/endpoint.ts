@@ -35,7 +35,7 @@ export interface EndpointOptions {
   devices?: number | "auto";
   /** Seconds a request may wait in the queue before a 504. Default 30. */
   timeout?: number;
-  /** Queue length beyond which requests get 503 + Retry-After. Default 1024. */
+  /** Requests queued or being decoded beyond which new ones get 503 + Retry-After. Default 1024. */
   maxQueueSize?: number;
   /** Batches one worker may hold at once (default 1); see WorkerPoolOptions.maxBatchesPerWorker. */
   maxBatchesPerWorker?: number;
