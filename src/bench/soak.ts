@@ -1,0 +1,285 @@
+/**
+ * `npm run soak -- --minutes 5 --concurrency 64`: sustained real-image load against the classifier served in a
+ * child process, to show what a benchmark of a few seconds cannot: that errors stay at zero, latency does not drift,
+ * and the server's memory levels off instead of growing (a leak shows as RSS climbing window after window).
+ *
+ * Closed loop: `concurrency` clients each send a photo, wait for the whole answer, check it, and send the next,
+ * for the whole duration. Results are cut into windows (default 30 s): requests, errors, throughput, p50/p99
+ * latency, and the server's resident memory read from /proc at the end of each window. A warm-up period before the
+ * first window lets allocators and onnxruntime's arenas reach their working size, so "RSS at start" is the
+ * steady-state baseline rather than the freshly started process. Not part of CI: it runs for minutes.
+ */
+import { readFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { Pool } from "undici";
+import { imageClassifier } from "../apps/image-classifier.js";
+import type { PrecisionChoice } from "../api.js";
+import { classifierDefaults } from "../cli/serve.js";
+import { defaultImagesDir, imageBodies, listImages } from "./load.js";
+import { startServerProcess } from "./server-process.js";
+import { cell, formatTable } from "./table.js";
+import { percentile } from "./stats.js";
+
+export interface SoakOptions {
+  minutes: number;
+  concurrency: number;
+  /** Seconds per reported window. */
+  windowSeconds: number;
+  /** Seconds of load before measuring starts. */
+  warmupSeconds: number;
+  imagesDir: string;
+  maxBatchSize: number;
+  batchTimeout: number;
+  workers: number;
+  precision: PrecisionChoice;
+  /** Per-request limit; a request past it counts as an error ("timeout"). */
+  requestTimeoutMs: number;
+}
+
+export interface SoakWindow {
+  /** Seconds since measuring started, at the end of the window. */
+  endSeconds: number;
+  requests: number;
+  errors: number;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Server RSS at the end of the window, MiB. */
+  rssMiB: number | null;
+}
+
+export interface SoakReport {
+  options: SoakOptions;
+  serverPid: number;
+  windows: SoakWindow[];
+  requests: number;
+  errors: number;
+  /** Errors by kind: HTTP status, "wrong-answer", "timeout", "connection". */
+  errorKinds: Record<string, number>;
+  firstError?: string;
+  /** Server RSS after warm-up, at the end, and the largest seen, MiB. */
+  rssStartMiB: number | null;
+  rssEndMiB: number | null;
+  rssMaxMiB: number | null;
+  /** (end − start) / start, percent. */
+  rssGrowthPercent: number | null;
+}
+
+/** Expected top label per photo in Cat/Dog mode, so a wrong answer counts as an error, not a success. */
+function expectedLabel(file: string): string | undefined {
+  if (/dog/i.test(file)) return "Dog";
+  if (/chelsea|wikkie|cat/i.test(file)) return "Cat";
+  if (/coffee/i.test(file)) return "Other";
+  return undefined;
+}
+
+export async function runSoak(options: SoakOptions, progress: (line: string) => void = () => {}): Promise<SoakReport> {
+  const files = await listImages(options.imagesDir);
+  const bodies = await imageBodies(files);
+  const labels = files.map(expectedLabel);
+  const server = await startServerProcess({
+    kind: "batchwise",
+    options: {
+      api: imageClassifier({ labels: "cat-dog", precision: options.precision }),
+      maxBatchSize: options.maxBatchSize,
+      batchTimeout: options.batchTimeout,
+      workersPerDevice: options.workers,
+      accelerator: "cpu",
+    },
+  });
+  progress(`server pid ${server.pid} at ${server.url}; ${files.length} photos; warming up ${options.warmupSeconds} s`);
+  const pool = new Pool(server.url, {
+    connections: options.concurrency,
+    pipelining: 1,
+    headersTimeout: options.requestTimeoutMs,
+    bodyTimeout: options.requestTimeoutMs,
+  });
+
+  type Sample = { at: number; ms: number; error?: string; detail?: string };
+  const samples: Sample[] = [];
+  let measuring = false;
+  let stop = false;
+  let measureStart = 0;
+  let sent = 0;
+
+  const send = async (): Promise<Sample> => {
+    const index = sent++ % bodies.length;
+    const start = performance.now();
+    try {
+      const response = await pool.request({
+        path: "/predict",
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: bodies[index],
+      });
+      const text = await response.body.text();
+      const ms = performance.now() - start;
+      if (response.statusCode !== 200) return { at: performance.now(), ms, error: String(response.statusCode), detail: text.slice(0, 300) };
+      const label = (JSON.parse(text) as { predictions?: { label: string }[] }).predictions?.[0]?.label;
+      if (labels[index] && label !== labels[index]) {
+        return { at: performance.now(), ms, error: "wrong-answer", detail: `${files[index]}: ${label}, expected ${labels[index]}` };
+      }
+      return { at: performance.now(), ms };
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? "";
+      const kind = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ? "timeout" : "connection";
+      return { at: performance.now(), ms: performance.now() - start, error: kind, detail: (error as Error).message };
+    }
+  };
+
+  const clients = Array.from({ length: options.concurrency }, async () => {
+    while (!stop) {
+      const sample = await send();
+      if (measuring && !stop) samples.push(sample);
+    }
+  });
+
+  const windows: SoakWindow[] = [];
+  let rssStartMiB: number | null = null;
+  try {
+    await sleep(options.warmupSeconds * 1000);
+    rssStartMiB = rssMiB(server.pid);
+    measuring = true;
+    measureStart = performance.now();
+    const windowCount = Math.max(1, Math.round((options.minutes * 60) / options.windowSeconds));
+    let taken = 0;
+    for (let w = 1; w <= windowCount; w++) {
+      await sleep(measureStart + w * options.windowSeconds * 1000 - performance.now());
+      const inWindow = samples.slice(taken);
+      taken = samples.length;
+      const ok = inWindow.filter((s) => !s.error).map((s) => s.ms);
+      const window: SoakWindow = {
+        endSeconds: (performance.now() - measureStart) / 1000,
+        requests: inWindow.length,
+        errors: inWindow.length - ok.length,
+        requestsPerSecond: inWindow.length / options.windowSeconds,
+        p50Ms: percentile(ok, 50),
+        p99Ms: percentile(ok, 99),
+        rssMiB: rssMiB(server.pid),
+      };
+      windows.push(window);
+      progress(
+        `${cell(window.endSeconds, 0).padStart(5)} s  ${window.requests} requests, ${window.errors} errors, ` +
+          `${cell(window.requestsPerSecond)} req/s, p50 ${cell(window.p50Ms)} ms, p99 ${cell(window.p99Ms)} ms, RSS ${cell(window.rssMiB)} MiB`,
+      );
+    }
+  } finally {
+    stop = true;
+    await Promise.all(clients);
+    await pool.close();
+    await server.stop();
+  }
+
+  const errorKinds: Record<string, number> = {};
+  let firstError: string | undefined;
+  for (const sample of samples) {
+    if (!sample.error) continue;
+    errorKinds[sample.error] = (errorKinds[sample.error] ?? 0) + 1;
+    firstError ??= `${sample.error}: ${sample.detail}`;
+  }
+  const rssValues = windows.map((w) => w.rssMiB).filter((v): v is number => v !== null);
+  const rssEndMiB = rssValues.length ? rssValues[rssValues.length - 1] : null;
+  return {
+    options,
+    serverPid: server.pid,
+    windows,
+    requests: windows.reduce((n, w) => n + w.requests, 0),
+    errors: windows.reduce((n, w) => n + w.errors, 0),
+    errorKinds,
+    ...(firstError === undefined ? {} : { firstError }),
+    rssStartMiB,
+    rssEndMiB,
+    rssMaxMiB: rssValues.length ? Math.max(...rssValues) : null,
+    rssGrowthPercent: rssStartMiB && rssEndMiB !== null ? ((rssEndMiB - rssStartMiB) / rssStartMiB) * 100 : null,
+  };
+}
+
+export function formatSoakReport(report: SoakReport): string {
+  const rows = report.windows.map((w) => [
+    cell(w.endSeconds, 0),
+    String(w.requests),
+    String(w.errors),
+    cell(w.requestsPerSecond),
+    cell(w.p50Ms),
+    cell(w.p99Ms),
+    cell(w.rssMiB),
+  ]);
+  const table = formatTable(["end (s)", "requests", "errors", "req/s", "p50 ms", "p99 ms", "RSS MiB"], rows);
+  const o = report.options;
+  return [
+    `soak: ${o.minutes} min at concurrency ${o.concurrency}, ${o.windowSeconds} s windows after ${o.warmupSeconds} s warm-up; ` +
+      `classifier ${o.precision}, ${o.workers} worker(s), batch ≤ ${o.maxBatchSize} / ${o.batchTimeout} s`,
+    table,
+    `total: ${report.requests} requests, ${report.errors} errors${report.errors ? ` ${JSON.stringify(report.errorKinds)}` : ""}`,
+    ...(report.firstError ? [`first error: ${report.firstError}`] : []),
+    `server RSS: ${cell(report.rssStartMiB)} MiB after warm-up → ${cell(report.rssEndMiB)} MiB at the end ` +
+      `(max ${cell(report.rssMaxMiB)} MiB, growth ${cell(report.rssGrowthPercent)} %)`,
+  ].join("\n");
+}
+
+/** Resident set size of a process from /proc, MiB; null where /proc is not available. */
+export function rssMiB(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+const usage = `Usage: batchwise soak [--minutes 5] [--concurrency 64] [--window 30] [--warmup 20] [--images DIR]
+                      [--max-batch-size N] [--batch-timeout S] [--workers N] [--precision auto|fp32|fp16|int8]
+                      [--json FILE]
+Serves the classifier in a child process, loads it with real photos for the whole duration, and prints requests,
+errors, p50/p99 latency and server RSS per window. Exits 1 if any request failed.`;
+
+/** `npm run soak -- …` */
+export async function runSoakCli(argv: string[]): Promise<SoakReport | undefined> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      minutes: { type: "string" },
+      concurrency: { type: "string" },
+      window: { type: "string" },
+      warmup: { type: "string" },
+      images: { type: "string" },
+      "max-batch-size": { type: "string" },
+      "batch-timeout": { type: "string" },
+      workers: { type: "string" },
+      precision: { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  if (values.help) {
+    console.log(usage);
+    return undefined;
+  }
+  const number = (name: keyof typeof values, fallback: number, min: number) => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min) throw new Error(`--${name} must be a number ≥ ${min}, got "${raw}"`);
+    return value;
+  };
+  const options: SoakOptions = {
+    minutes: number("minutes", 5, 0.05),
+    concurrency: Math.round(number("concurrency", 64, 1)),
+    windowSeconds: number("window", 30, 1),
+    warmupSeconds: number("warmup", 20, 0),
+    imagesDir: (values.images as string | undefined) ?? defaultImagesDir(),
+    maxBatchSize: Math.round(number("max-batch-size", classifierDefaults.maxBatchSize, 1)),
+    batchTimeout: number("batch-timeout", classifierDefaults.batchTimeout, 0),
+    workers: Math.round(number("workers", classifierDefaults.workers(), 1)),
+    precision: ((values.precision as string | undefined) ?? "auto") as PrecisionChoice,
+    requestTimeoutMs: 60_000,
+  };
+  const report = await runSoak(options, (line) => console.error(`[soak] ${line}`));
+  console.log(formatSoakReport(report));
+  if (values.json) await writeFile(values.json as string, JSON.stringify(report, null, 2));
+  if (report.errors > 0) process.exitCode = 1;
+  return report;
+}
