@@ -17,7 +17,8 @@ import { cell, formatTable } from "./table.js";
 const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
   baseline  [--precision fp32|fp16|bf16|int8] [--threads N] [--batch-sizes 1,8,32,64] [--runs N]
             raw model throughput: onnxruntime on random input, no HTTP, no decoding
-  precision [--threads N] [--batch-sizes …] [--runs N]   the baseline for every precision
+  precision [--quick] [--threads N] [--batch-sizes …] [--runs N] [--concurrency 64] [--requests N] [--images DIR]
+            every precision: runs here?, file size, session RSS, raw and served throughput, agreement with fp32
   pipeline  --batch-size N --image FILE [--image FILE…] [--workers N] [--precision P] [--images N]
             decode + batched inference on N worker threads + encode, in-process (no HTTP)
   api       [--url http://127.0.0.1:8000] [--path /predict] [--concurrency 1,8,32,64] [--requests 128]
@@ -50,24 +51,19 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async precision(flags) {
-    const reports = [];
-    for (const precision of ["fp32", "fp16", "bf16", "int8"] as Precision[]) {
-      try {
-        const report = await runBaseline({
-          precision,
-          threads: intFlag(flags.threads),
-          batchSizes: listFlag(flags["batch-sizes"]) ?? DEFAULT_BATCH_SIZES,
-          runs: intFlag(flags.runs),
-        });
-        console.log(`\n${precision} · ${report.threads} thread(s)\n${baselineTable(report.results)}`);
-        reports.push(report);
-      } catch (error) {
-        // e.g. bf16 on a CPU: onnxruntime has no bf16 Conv kernel. Say so and go on with the others.
-        console.log(`\n${precision}: no session on this machine (${firstLine((error as Error).message)})`);
-        reports.push({ precision, error: firstLine((error as Error).message) });
-      }
-    }
-    return reports;
+    const { runPrecisionBench, formatPrecisionTable } = await import("./precision.js");
+    const report = await runPrecisionBench({
+      quick: flags.quick === true || process.env.BATCHWISE_QUICK === "1",
+      threads: intFlag(flags.threads),
+      batchSizes: listFlag(flags["batch-sizes"]),
+      runs: intFlag(flags.runs),
+      concurrency: intFlag(flags.concurrency),
+      requests: intFlag(flags.requests),
+      imagesDir: flags.images as string | undefined,
+    });
+    console.log(`\n${report.model} · ${report.settings.threads} thread(s)${report.quick ? " · quick" : ""}`);
+    console.log(formatPrecisionTable(report));
+    return report;
   },
 
   async pipeline(flags) {
@@ -201,8 +197,4 @@ function precisionFlag(value: Flags[string]): Precision {
     throw new UsageError(`--precision must be fp32, fp16, bf16 or int8, got "${value}"`);
   }
   return precision;
-}
-
-function firstLine(message: string): string {
-  return message.split("\n")[0].slice(0, 200);
 }
