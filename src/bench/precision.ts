@@ -38,7 +38,7 @@ export interface PrecisionBenchOptions {
   runs?: number;
   /** Client concurrency of the served measurement. Default 64. */
   concurrency?: number;
-  /** Measured requests at that concurrency (default 512, quick 128), after one warm-up request per client. */
+  /** Measured requests at that concurrency (default 512, quick 64), after one warm-up request per client. */
   requests?: number;
   /** Sample photos: agreement is computed over all of them; the served load sends them round-robin. */
   imagesDir?: string;
@@ -126,7 +126,7 @@ export async function runPrecisionBench(options: PrecisionBenchOptions = {}): Pr
     batchSizes,
     runs: options.runs ?? (quick ? 3 : 20),
     concurrency: options.concurrency ?? 64,
-    requests: options.requests ?? (quick ? 128 : 512),
+    requests: options.requests ?? (quick ? 64 : 512),
     maxBatchSize: options.maxBatchSize ?? 64,
     batchTimeout: options.batchTimeout ?? 0.01,
     workers: options.workers ?? 1,

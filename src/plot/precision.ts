@@ -52,6 +52,7 @@ export function precisionFigure(result: PrecisionBenchReport, title = "Precision
       yaxis: "y2",
       text: label(megabytes, " MB"),
       textposition: "auto",
+      textangle: 0,
       offsetgroup: "size",
       marker: { color: "#ffa15a", pattern: { shape: "/" } },
     },
@@ -60,9 +61,9 @@ export function precisionFigure(result: PrecisionBenchReport, title = "Precision
     .filter((r) => !r.runnable)
     .map((r) => ({
       x: r.precision,
-      y: 0,
-      yref: "y",
-      yanchor: "bottom",
+      // above the bf16 file-size bar, which is half fp32's height
+      y: 0.8,
+      yref: "paper",
       text: `does not run here:<br>${escapeHtml(r.reason ?? "unknown reason")}`,
       showarrow: false,
       font: { size: 11, color: "#b3261e" },
@@ -79,7 +80,7 @@ export function precisionFigure(result: PrecisionBenchReport, title = "Precision
       barmode: "group",
       xaxis: { title: { text: "precision" }, type: "category" },
       yaxis: { title: { text: "images / s, requests / s" }, rangemode: "tozero" },
-      yaxis2: { title: { text: "file size (MB)" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
+      yaxis2: { title: { text: "file size (MB)" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, tickmode: "auto" },
       annotations,
     },
   };
