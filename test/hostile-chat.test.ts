@@ -112,6 +112,14 @@ describe("hostile input to /v1/chat/completions", () => {
     }
   });
 
+  it("the request's `model` cannot select anything: the configured model answers, whatever the field says", async () => {
+    for (const model of ["../../../etc/passwd", "/etc/passwd", "https://evil.example/model.onnx", "aidreams260K"]) {
+      const response = await chat({ model, messages: user("hi"), max_tokens: 2 });
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as { model: string }).model).toBe(MODEL);
+    }
+  });
+
   it("deeply nested content is a 400, not a crash", async () => {
     const depth = 50_000;
     const nested = `${"[".repeat(depth)}${"]".repeat(depth)}`;
