@@ -9,12 +9,14 @@ const usage = `Usage:
                   [--model ID_OR_PATH] [--labels cat-dog|imagenet] [--timeout SECONDS] [--max-queue-size N]
   batchwise bench baseline|pipeline|api|suite|overhead|precision|llm|stream … [--json FILE]
   batchwise client predict IMAGE [--url URL]
+  batchwise soak [--minutes N] [--concurrency N]     sustained real-image load, errors, latency and RSS over time
 Run a command with --help for its options.`;
 
 const commands: Record<string, () => Promise<(argv: string[]) => Promise<unknown>>> = {
   serve: async () => (await import("./cli/serve.js")).runServe,
   bench: async () => (await import("./bench/cli.js")).runBenchCli,
   client: async () => (await import("./cli/client.js")).runClient,
+  soak: async () => (await import("./bench/soak.js")).runSoakCli,
 };
 
 async function main(argv: string[]) {
