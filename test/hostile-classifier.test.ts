@@ -134,10 +134,10 @@ describe("hostile input to the classifier", () => {
     }
   });
 
-  it("deeply nested JSON is answered (400 for the missing image), not a crash", async () => {
+  it("deeply nested JSON is a 400, not a crash", async () => {
     const depth = 100_000;
-    expect(await rejected(`{"deep": ${"[".repeat(depth)}${"]".repeat(depth)}}`, [400])).toBe("missing_image");
-    expect(await rejected(`{"image": ${'{"a":'.repeat(depth)}1${"}".repeat(depth)}}`, [400])).toBe("invalid_image_type");
+    expect(await rejected(`{"deep": ${"[".repeat(depth)}${"]".repeat(depth)}}`, [400])).toBe("nested_too_deep");
+    expect(await rejected(`{"image": ${'{"a":'.repeat(depth)}1${"}".repeat(depth)}}`, [400])).toBe("nested_too_deep");
   });
 
   it("prototype-pollution keys are refused, and nothing is polluted", async () => {

@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { RequestContext } from "../api.js";
 import { availableCores, type AcceleratorDecision } from "../runtime/device.js";
 import { apiKeyMatcher } from "./auth.js";
+import { checkBodyDepth } from "./body-depth.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { clean, errors, HttpError, toHttpError } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
@@ -161,6 +162,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
         if (!reply.raw.writableFinished) controller.abort();
       });
       const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
+      checkBodyDepth(request.body);
       return send(reply, await endpoint.handle(request.body, ctx), controller);
     });
     endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info() });

@@ -220,7 +220,13 @@ class ThreadRunner implements Runner {
     });
     return new Promise<BatchOutcome>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onChunk });
-      this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
+      try {
+        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
+      } catch (error) {
+        // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
+        this.pending.delete(id);
+        throw error;
+      }
     }).finally(() => cancels.forEach((remove) => remove()));
   }
 
