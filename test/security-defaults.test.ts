@@ -70,6 +70,25 @@ describe("network exposure", () => {
     const other = await post(configured.url, '{"value": 1}', { origin: "https://evil.example" });
     expect(other.headers.get("access-control-allow-origin")).toBeNull();
   });
+
+  it("CORS with an API key: the preflight (sent without credentials) passes, and a 401 is readable by the page", async () => {
+    const { url } = await start({ corsOrigins: ["https://app.example"], apiKey: "secret" });
+    const preflight = await fetch(`${url}/predict`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "x-api-key" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-headers")).toContain("x-api-key");
+    const refused = await post(url, '{"value": 1}', { origin: "https://app.example" });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    const served = await post(url, '{"value": 1}', { origin: "https://app.example", "x-api-key": "secret" });
+    expect(served.status).toBe(200);
+    // an origin not on the list gets nothing, and still needs the key
+    const evil = await fetch(`${url}/predict`, { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+    expect(evil.status).toBe(401);
+    expect(evil.headers.get("access-control-allow-origin")).toBeNull();
+  });
 });
 
 describe("API key", () => {

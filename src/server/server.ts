@@ -124,13 +124,15 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   app.addHook("onRequest", async () => {
     if (draining) throw errors.shuttingDown();
   });
+  // CORS before auth: browsers send preflights without credentials (a 401 there blocked every cross-origin call
+  // to a keyed server), and a refusal must carry the CORS headers for the page to read it.
+  if (options.corsOrigins?.length) registerCors(app, options.corsOrigins);
   if (apiKey) {
     const matches = apiKeyMatcher(apiKey);
     app.addHook("onRequest", async (request) => {
       if (request.url.split("?")[0] !== "/health" && !matches(request.headers)) throw errors.unauthorized();
     });
   }
-  if (options.corsOrigins?.length) registerCors(app, options.corsOrigins);
 
   // While draining, responses close their connection so keep-alive clients do not hold the shutdown open.
   app.addHook("onSend", async (_request, reply) => {
