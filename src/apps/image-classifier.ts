@@ -145,3 +145,15 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
 export function imageClassifier(options: ImageClassifierOptions = {}): ApiSource<ImageClassifierOptions> {
   return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options };
 }
+
+/**
+ * How `npm start` serves the classifier, chosen from measurements on a 2-core CPU (README, "Performance"):
+ * dynamic batching 64 / 10 ms, int8 on the CPU (auto picks the fastest precision the provider runs), and one model
+ * worker per two cores, so the other core decodes images (sharp, on the main thread's libuv pool).
+ */
+export const CLASSIFIER_SERVING_DEFAULTS = {
+  maxBatchSize: 64,
+  batchTimeout: 0.01,
+  precision: "auto" as PrecisionChoice,
+  workers: (cores: number) => Math.max(1, Math.floor(cores / 2)),
+};

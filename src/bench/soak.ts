@@ -15,7 +15,8 @@ import { parseArgs } from "node:util";
 import { Pool } from "undici";
 import { imageClassifier } from "../apps/image-classifier.js";
 import type { PrecisionChoice } from "../api.js";
-import { classifierDefaults } from "../cli/serve.js";
+import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../apps/image-classifier.js";
+import { availableCores } from "../runtime/device.js";
 import { defaultImagesDir, imageBodies, listImages } from "./load.js";
 import { startServerProcess } from "./server-process.js";
 import { cell, formatTable } from "./table.js";
@@ -230,7 +231,7 @@ export function rssMiB(pid: number): number | null {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
-const usage = `Usage: batchwise soak [--minutes 5] [--concurrency 64] [--window 30] [--warmup 20] [--images DIR]
+const usage = `Usage: batchwise soak [--minutes 5] [--concurrency 64] [--window 30] [--warmup 60] [--images DIR]
                       [--max-batch-size N] [--batch-timeout S] [--workers N] [--precision auto|fp32|fp16|int8]
                       [--json FILE]
 Serves the classifier in a child process, loads it with real photos for the whole duration, and prints requests,
@@ -269,11 +270,13 @@ export async function runSoakCli(argv: string[]): Promise<SoakReport | undefined
     minutes: number("minutes", 5, 0.05),
     concurrency: Math.round(number("concurrency", 64, 1)),
     windowSeconds: number("window", 30, 1),
-    warmupSeconds: number("warmup", 20, 0),
+    // measured on the 2-core dev machine: RSS climbs for the first ~2 minutes of load (allocator arenas, sharp's
+    // caches, onnxruntime's buffers for each batch size), then stays level
+    warmupSeconds: number("warmup", 60, 0),
     imagesDir: (values.images as string | undefined) ?? defaultImagesDir(),
     maxBatchSize: Math.round(number("max-batch-size", classifierDefaults.maxBatchSize, 1)),
     batchTimeout: number("batch-timeout", classifierDefaults.batchTimeout, 0),
-    workers: Math.round(number("workers", classifierDefaults.workers(), 1)),
+    workers: Math.round(number("workers", classifierDefaults.workers(availableCores()), 1)),
     precision: ((values.precision as string | undefined) ?? "auto") as PrecisionChoice,
     requestTimeoutMs: 60_000,
   };

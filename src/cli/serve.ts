@@ -20,17 +20,6 @@ const options = {
   help: { type: "boolean" },
 } as const;
 
-/**
- * Defaults of `npm start` for the classifier, chosen from measurements on a 2-core machine (see README,
- * "Performance"): batching on (64 / 10 ms) and one model worker per two cores, so that decoding on the main
- * thread's libuv pool keeps the remaining cores busy.
- */
-export const classifierDefaults = {
-  maxBatchSize: 64,
-  batchTimeout: 0.01,
-  workers: () => Math.max(1, Math.floor(availableCores() / 2)),
-};
-
 /** `batchwise serve classifier|chat [flags]` */
 export async function runServe(argv: string[]) {
   const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true });
@@ -55,17 +44,17 @@ export async function runServe(argv: string[]) {
     maxQueueSize: num("max-queue-size", 1024),
     apiKey: values["api-key"],
   };
-  const precision = (values.precision ?? "auto") as PrecisionChoice;
+  const precision = (values.precision ?? "auto") as PrecisionChoice; // auto: the fastest the provider runs
 
   if (app === "classifier") {
-    const { imageClassifier } = await import("../apps/image-classifier.js");
+    const { imageClassifier, CLASSIFIER_SERVING_DEFAULTS: defaults } = await import("../apps/image-classifier.js");
     const labels = (values.labels ?? "cat-dog") as "cat-dog" | "imagenet";
     const config: ServerOptions = {
       ...common,
       api: imageClassifier({ model: values.model, precision, labels }),
-      maxBatchSize: num("max-batch-size", classifierDefaults.maxBatchSize),
-      batchTimeout: num("batch-timeout", classifierDefaults.batchTimeout),
-      workersPerDevice: num("workers", classifierDefaults.workers()),
+      maxBatchSize: num("max-batch-size", defaults.maxBatchSize),
+      batchTimeout: num("batch-timeout", defaults.batchTimeout),
+      workersPerDevice: num("workers", defaults.workers(availableCores())),
     };
     printConfig("classifier", config, { model: values.model ?? "mobilenetv2-12", precision, labels });
     await serve(config);
