@@ -3,12 +3,13 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/server/server.js";
 import { startChild } from "./fixtures/child-server.js";
+import { countApi } from "./fixtures/count-api.js";
 import { faultyApi, SECRET_PATH } from "./fixtures/faulty-api.js";
 import { expectCleanError } from "./fixtures/raw-http.js";
 import { image } from "./helpers/paths.js";
 
 // Faults inside the model and the process: a model that throws, a worker that dies (uncaught exception, exit, out of
-// memory) mid-batch, a model whose setup fails, and SIGTERM with requests in flight.
+// memory) mid-batch or hangs, a model whose setup fails, and SIGTERM with requests in flight.
 
 const servers: BatchwiseServer[] = [];
 afterEach(async () => {
@@ -88,6 +89,27 @@ describe("faults inside the model", () => {
       expect(lines.join("\n")).toMatch(fault === "oom" ? /memory limit/ : fault === "exit" ? /exit code 7/ : /escaped the model/);
     });
   }
+
+  it("a worker stuck in predict is stopped after predictTimeout: its request gets 504, a replacement serves on", async () => {
+    const { url, lines } = await start({ predictTimeout: 0.5 });
+    const started = performance.now();
+    const hung = await predict(url, { value: 1, fault: "hang" });
+    const elapsed = performance.now() - started;
+    expect(expectCleanError(hung.status, await hung.text(), [504]).code).toBe("predict_timeout");
+    expect(elapsed).toBeGreaterThan(450);
+    expect(elapsed).toBeLessThan(5_000); // a hang guard: without predictTimeout this request never ends
+    expect(await waitHealthy(url)).toBe(true);
+    expect(await (await predict(url, { value: 2 })).json()).toEqual({ value: 2 });
+    expect(lines.join("\n")).toMatch(/no answer within 0\.5 s/);
+  });
+
+  it("predictTimeout counts between a streaming model's outputs, not over the whole stream", async () => {
+    const { url } = await start({ api: countApi({ stepMs: 300 }), stream: true, predictTimeout: 0.6 });
+    const response = await fetch(`${url}/predict`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"n": 5}' });
+    expect(response.status).toBe(200);
+    const lines = (await response.text()).trim().split("\n");
+    expect(lines.map((line) => JSON.parse(line))).toEqual([1, 2, 3, 4, 5].map((count) => ({ count })));
+  });
 
   it("a worker that dies with requests queued behind it: the queued ones are served by its replacement", async () => {
     const { url } = await start({ api: faultyApi({ delayMs: 100 }) });

@@ -41,12 +41,18 @@ export interface EndpointOptions {
   maxBatchesPerWorker?: number;
   /** Heap limits of each worker thread (e.g. `{ maxOldGenerationSizeMb: 2048 }`); a worker past them is replaced. */
   resourceLimits?: ResourceLimits;
+  /**
+   * Seconds a worker may take to answer a batch (a streaming API: between two outputs) before it is considered hung,
+   * stopped and replaced; its requests get 504. Default: no limit. Worker threads only (workersPerDevice ≥ 1).
+   */
+  predictTimeout?: number;
 }
 
-export type ResolvedEndpointConfig = Required<Omit<EndpointOptions, "api" | "spec" | "accelerator" | "devices" | "resourceLimits">> & {
+export type ResolvedEndpointConfig = Required<Omit<EndpointOptions, "api" | "spec" | "accelerator" | "devices" | "resourceLimits" | "predictTimeout">> & {
   accelerator: AcceleratorDecision;
   devices: Device[];
   resourceLimits?: ResourceLimits;
+  predictTimeout?: number;
 };
 
 /**
@@ -72,6 +78,7 @@ export class Endpoint {
       setupContext: { maxBatchSize: config.maxBatchSize },
       stream: spec.streamsPredict,
       resourceLimits: config.resourceLimits,
+      predictTimeout: config.predictTimeout,
       maxBatchesPerWorker: config.maxBatchesPerWorker,
       onIdle: () => this.batcher.pump(),
       log,
@@ -123,6 +130,7 @@ export class Endpoint {
       accelerator,
       devices,
       resourceLimits: options.resourceLimits,
+      predictTimeout: options.predictTimeout === undefined ? undefined : positive(options.predictTimeout, "predictTimeout"),
       maxBatchesPerWorker: positiveInt(options.maxBatchesPerWorker ?? 1, "maxBatchesPerWorker"),
     };
     return new Endpoint(spec, api, config, source, (size) => onBatch(path, size), log);

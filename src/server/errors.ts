@@ -37,6 +37,8 @@ export const errors = {
   shuttingDown: () => new HttpError(503, "shutting_down", "The server is shutting down", { "retry-after": "1" }),
   queueTimeout: (seconds: number) =>
     new HttpError(504, "queue_timeout", `The request waited more than ${seconds} s for a free worker`),
+  predictTimeout: (seconds: number) =>
+    new HttpError(504, "predict_timeout", `The model did not answer within ${seconds} s; its worker is being replaced`),
   workerCrashed: () =>
     new HttpError(500, "worker_crashed", "The worker running this request stopped unexpectedly; it is being replaced"),
   // A model's errors often name its files (onnxruntime: "Load model from /path/model.onnx failed"): cleaned.

@@ -38,6 +38,11 @@ export interface WorkerPoolOptions {
    * without waiting for the running generation to finish when this is larger.
    */
   maxBatchesPerWorker?: number;
+  /**
+   * Seconds a worker may go without answering a batch (a streaming one: between two outputs) before it is taken
+   * for hung: stopped and replaced, its requests failed with 504. Undefined: no limit. Worker threads only.
+   */
+  predictTimeout?: number;
   /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
   onIdle: () => void;
   log: (message: string) => void;
@@ -109,7 +114,7 @@ export class WorkerPool {
     const ctx: SetupContext = { ...this.options.setupContext, workerId: this.options.inline ? -1 : id };
     const runner = this.options.inline
       ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream)
-      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options.stream, this.options.resourceLimits, (reason) =>
+      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options, (reason) =>
           this.replace(runner, id, device, reason));
     if (this.closing) return void (await runner.terminate());
     this.info = runner instanceof ThreadRunner ? runner.info : this.options.inline!.info ?? {};
@@ -154,6 +159,8 @@ interface PendingRun {
   resolve: (outcome: BatchOutcome) => void;
   reject: (error: HttpError) => void;
   onChunk?: ChunkListener;
+  /** Fires when the worker has not answered this run for predictTimeout. */
+  watchdog?: NodeJS.Timeout;
 }
 
 /** A worker thread that owns one model instance. */
@@ -161,6 +168,8 @@ class ThreadRunner implements Runner {
   private nextId = 1;
   private pending = new Map<number, PendingRun>();
   private terminating = false;
+  /** Stops a worker that went predictTimeout without answering (set by start, which owns the death handling). */
+  private hung: () => void = () => {};
   info: Record<string, unknown> = {};
 
   private constructor(
@@ -168,6 +177,7 @@ class ThreadRunner implements Runner {
     readonly device: Device,
     private worker: Worker,
     private stream: boolean,
+    private predictTimeoutMs: number | undefined,
   ) {}
 
   static start(
@@ -175,12 +185,12 @@ class ThreadRunner implements Runner {
     source: ApiSource,
     device: Device,
     ctx: SetupContext,
-    stream: boolean,
-    resourceLimits: ResourceLimits | undefined,
+    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number },
     onDeath: (reason: string) => void,
   ) {
-    const worker = spawnWorker(resourceLimits);
-    const runner = new ThreadRunner(id, device, worker, stream);
+    const worker = spawnWorker(limits.resourceLimits);
+    const timeoutMs = limits.predictTimeout === undefined ? undefined : limits.predictTimeout * 1000;
+    const runner = new ThreadRunner(id, device, worker, limits.stream, timeoutMs);
     return new Promise<ThreadRunner>((resolve, reject) => {
       let ready = false;
       worker.on("message", (message: FromWorker) => {
@@ -196,14 +206,15 @@ class ThreadRunner implements Runner {
           runner.receive(message);
         }
       });
-      const die = (reason: string) => {
+      const die = (reason: string, error: HttpError = errors.workerCrashed()) => {
         if (runner.terminating) return;
         runner.terminating = true;
-        void worker.terminate();
-        runner.failPending(errors.workerCrashed());
+        void worker.terminate(); // also interrupts JavaScript stuck in a loop; native code stops when it returns
+        runner.failPending(error);
         if (!ready) reject(new Error(`worker ${id} stopped during setup: ${reason}`));
         else onDeath(reason);
       };
+      runner.hung = () => die(`no answer within ${limits.predictTimeout} s`, errors.predictTimeout(limits.predictTimeout!));
       worker.on("error", (error) => die(error.message));
       worker.on("exit", (code) => die(`exit code ${code}`));
       worker.postMessage({ type: "setup", source, device, ctx } satisfies ToWorker);
@@ -219,29 +230,49 @@ class ThreadRunner implements Runner {
       return () => signal.removeEventListener("abort", cancel);
     });
     return new Promise<BatchOutcome>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onChunk });
+      const run: PendingRun = { resolve, reject, onChunk };
+      this.pending.set(id, run);
+      this.armWatchdog(run);
       try {
         this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
       } catch (error) {
         // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
-        this.pending.delete(id);
+        this.forget(id);
         throw error;
       }
     }).finally(() => cancels.forEach((remove) => remove()));
   }
 
+  /** (Re)start a run's hang timer: when it is sent, and on each output of a streaming run. */
+  private armWatchdog(run: PendingRun) {
+    if (this.predictTimeoutMs === undefined) return;
+    clearTimeout(run.watchdog);
+    run.watchdog = setTimeout(this.hung, this.predictTimeoutMs);
+  }
+
+  private forget(id: number): PendingRun | undefined {
+    const run = this.pending.get(id);
+    clearTimeout(run?.watchdog);
+    this.pending.delete(id);
+    return run;
+  }
+
   private receive(message: FromWorker) {
     if (message.type === "chunk") {
-      this.pending.get(message.id)?.onChunk?.(message.outputs, message.indexes);
-    } else if (message.type === "result") {
       const run = this.pending.get(message.id);
-      this.pending.delete(message.id);
+      if (run) this.armWatchdog(run);
+      run?.onChunk?.(message.outputs, message.indexes);
+    } else if (message.type === "result") {
+      const run = this.forget(message.id);
       run?.resolve({ outputs: message.outputs, errors: message.errors });
     }
   }
 
   private failPending(error: HttpError) {
-    for (const run of this.pending.values()) run.reject(error);
+    for (const run of this.pending.values()) {
+      clearTimeout(run.watchdog);
+      run.reject(error);
+    }
     this.pending.clear();
   }
 
