@@ -136,6 +136,12 @@ describe("API key", () => {
     expect(info).not.toContain(key);
   });
 
+  it("an empty key is a startup error, not a server without authentication", async () => {
+    for (const apiKey of ["", "   "]) {
+      await expect(createServer({ api: faultyApi(), apiKey, port: 0, log: false })).rejects.toThrow(/API key is empty/);
+    }
+  });
+
   it("the OpenAI route's 401 is in OpenAI's error shape", async () => {
     const { url } = await start({ apiKey: "secret", spec: openAISpec(), api: faultyApi() });
     const response = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });

@@ -65,6 +65,12 @@ export interface SoakReport {
   rssMaxMiB: number | null;
   /** (end − start) / start, percent. */
   rssGrowthPercent: number | null;
+  /**
+   * Median RSS of the second half of the windows against the first half, percent. RSS swings by ±50 MiB between
+   * two readings under load (buffers of each batch, garbage collection), so two single readings can show ±10 % either
+   * way; a leak shows here as a steady positive trend.
+   */
+  rssTrendPercent: number | null;
 }
 
 /** Expected top label per photo in Cat/Dog mode, so a wrong answer counts as an error, not a success. */
@@ -181,6 +187,9 @@ export async function runSoak(options: SoakOptions, progress: (line: string) => 
   }
   const rssValues = windows.map((w) => w.rssMiB).filter((v): v is number => v !== null);
   const rssEndMiB = rssValues.length ? rssValues[rssValues.length - 1] : null;
+  const half = Math.floor(rssValues.length / 2);
+  const firstHalf = percentile(rssValues.slice(0, half), 50);
+  const secondHalf = percentile(rssValues.slice(rssValues.length - half), 50);
   return {
     options,
     serverPid: server.pid,
@@ -193,6 +202,7 @@ export async function runSoak(options: SoakOptions, progress: (line: string) => 
     rssEndMiB,
     rssMaxMiB: rssValues.length ? Math.max(...rssValues) : null,
     rssGrowthPercent: rssStartMiB && rssEndMiB !== null ? ((rssEndMiB - rssStartMiB) / rssStartMiB) * 100 : null,
+    rssTrendPercent: half > 0 ? ((secondHalf - firstHalf) / firstHalf) * 100 : null,
   };
 }
 
@@ -215,7 +225,8 @@ export function formatSoakReport(report: SoakReport): string {
     `total: ${report.requests} requests, ${report.errors} errors${report.errors ? ` ${JSON.stringify(report.errorKinds)}` : ""}`,
     ...(report.firstError ? [`first error: ${report.firstError}`] : []),
     `server RSS: ${cell(report.rssStartMiB)} MiB after warm-up → ${cell(report.rssEndMiB)} MiB at the end ` +
-      `(max ${cell(report.rssMaxMiB)} MiB, growth ${cell(report.rssGrowthPercent)} %)`,
+      `(max ${cell(report.rssMaxMiB)} MiB, growth ${cell(report.rssGrowthPercent)} %); ` +
+      `median of the second half of the windows vs the first: ${cell(report.rssTrendPercent)} %`,
   ].join("\n");
 }
 

@@ -63,6 +63,11 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   const log = makeLogger(options.log);
   const endpointOptions = options.endpoints ?? (options.api ? [options as EndpointOptions] : []);
   if (endpointOptions.length === 0) throw new Error("createServer needs `api` or `endpoints`");
+  const apiKey = options.apiKey ?? process.env.BATCHWISE_API_KEY;
+  // Fail closed: an empty key (`--api-key "$UNSET_VAR"`) would otherwise silently serve without authentication.
+  if (apiKey !== undefined && apiKey.trim() === "") {
+    throw new Error("The API key is empty (apiKey / --api-key / BATCHWISE_API_KEY): set a key, or leave it unset to serve without one");
+  }
 
   // Split the cores between every worker of every endpoint so N workers never oversubscribe them.
   const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
@@ -118,7 +123,6 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   });
   ready.catch(() => {}); // observed by listen(); avoid an unhandled rejection when nobody listens
 
-  const apiKey = options.apiKey ?? process.env.BATCHWISE_API_KEY;
   // Draining refuses only requests whose headers arrive after shutdown began; one already being received when the
   // signal came (its body still uploading, say) is in flight and gets its answer.
   app.addHook("onRequest", async () => {
