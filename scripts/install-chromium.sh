@@ -8,10 +8,6 @@ if command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-$SUDO apt-get update -qq
 # --no-install-recommends keeps it to the browser and its libraries (no desktop integration, no fonts beyond deps).
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+bash "$(dirname "$0")/apt-install.sh" chromium fonts-dejavu-core
 chromium --version

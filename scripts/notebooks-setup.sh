@@ -49,14 +49,7 @@ for candidate in /usr/bin/jupyter "$(command -v jupyter || true)"; do
 done
 if [ -z "$jupyter_bin" ]; then
   echo "4/5 no Jupyter with nbconvert found: installing Debian's jupyter-nbconvert"
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: apt-get is not available; install Jupyter (nbconvert >= 6) yourself and re-run" >&2
-    exit 1
-  fi
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends jupyter-nbconvert
+  bash scripts/apt-install.sh jupyter-nbconvert
   jupyter_bin=/usr/bin/jupyter
 else
   echo "4/5 using $jupyter_bin (nbconvert $("$jupyter_bin" nbconvert --version))"

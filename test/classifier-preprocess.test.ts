@@ -80,18 +80,16 @@ describe("preprocessing", () => {
     expect(Buffer.compare(a, b)).toBe(0);
   });
 
-  it("the fast path matches the straight reference pipeline on the sample photos", async () => {
-    const diffs: Record<string, number> = {};
+  it("the fast path stays close to the straight reference pipeline on the sample photos", async () => {
     for (const name of ["darknet_dog.jpg", "pytorchhub_dog.jpg", "imageio_wikkie.png", "skimage_chelsea.png", "skimage_coffee.png"]) {
       const bytes = readFileSync(image(name));
       const [fast, reference] = await Promise.all([preprocessBase64(bytes.toString("base64")), referencePreprocess(bytes)]);
-      let max = 0;
-      for (let i = 0; i < fast.length; i++) max = Math.max(max, Math.abs(fast[i] - reference[i]));
-      diffs[name] = max;
+      let sum = 0;
+      for (let i = 0; i < fast.length; i++) sum += Math.abs(fast[i] - reference[i]);
+      // PNGs take the same sharp path as the reference; JPEGs are decoded at a DCT scale (natively, or by sharp's
+      // shrink-on-load for big ones): on average within ~2 of 255 levels (1/255/0.225 ≈ 0.0174 per level)
+      if (name.endsWith(".png")) expect(sum).toBe(0);
+      else expect(sum / fast.length).toBeLessThan(0.04);
     }
-    // identical except where sharp shrinks a big JPEG on load (pytorchhub_dog is 1546×1213: libjpeg DCT scaling)
-    expect(diffs["darknet_dog.jpg"]).toBe(0);
-    expect(diffs["skimage_coffee.png"]).toBe(0);
-    expect(diffs["pytorchhub_dog.jpg"]).toBeLessThan(0.6);
   });
 });

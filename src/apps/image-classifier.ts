@@ -11,12 +11,14 @@
  * const server = await createServer({ api: imageClassifier({ labels: "imagenet" }), maxBatchSize: 32, batchTimeout: 0.01 });
  * ```
  */
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
 import { providerName, settingsFor, ort, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
 import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, preprocessBase64 } from "./image-preprocess.js";
+import { nativeJpegStatus } from "./jpeg-native.js";
 import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";
 
 export const DEFAULT_CLASSIFIER_MODEL = "mobilenetv2-12";
@@ -74,6 +76,7 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
       precisionRequested: precision,
       labels,
       inputShape: ["N", 3, CROP_SIZE, CROP_SIZE],
+      jpegDecoder: nativeJpegStatus,
     };
   }
 
@@ -94,8 +97,9 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
       ...this.info,
       model: model.id,
       modelOrigin: model.origin,
-      file: opened.file,
-      convertedFrom: opened.convertedFrom,
+      // the file name only: /info is public and absolute paths tell a caller about the host
+      file: path.basename(opened.file),
+      convertedFrom: opened.convertedFrom && path.basename(opened.convertedFrom),
       precision: opened.precision,
       provider: providerName(device.accelerator),
       threads: device.threads,

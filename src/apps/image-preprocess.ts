@@ -3,7 +3,10 @@
  * [3,224,224] the way torchvision does it (RGB, resize the short side to 256 bilinear, centre crop 224, /255,
  * ImageNet mean/std).
  *
- * Speed matters here: on a small machine decoding, not the model, bounds served images/s. The fast path
+ * Speed matters here: on a small machine decoding, not the model, bounds served images/s. JPEGs go to the native
+ * path when it is built ({@link nativeJpeg}: libjpeg-turbo decodes at a DCT scale, e.g. 768×576 at 384×288, then one
+ * C pass resamples the crop and normalises — about half of sharp's cost); anything it cannot decode, and every PNG
+ * and WebP, takes the sharp path, which
  *  - drops JPEG APPn metadata segments (EXIF, XMP, ICC, Photoshop) before sharp sees the bytes: libvips parses them
  *    on every load (~1 ms for a typical camera JPEG) and the pixels do not depend on them (no auto-rotation here);
  *    the same walk over the header reads the frame size, which saves sharp's separate metadata call (~0.5 ms);
@@ -14,6 +17,7 @@
  */
 import sharp, { type Metadata } from "sharp";
 import { BadRequestError } from "../api.js";
+import { nativeJpeg } from "./jpeg-native.js";
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
@@ -89,6 +93,12 @@ export async function preprocessImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIX
   const input = jpeg?.bytes ?? bytes;
   const { width, height } = checkedSize(jpeg?.size ?? (await headerSize(input, format)), maxPixels);
   const plan = resizePlan(width, height);
+  if (nativeJpeg && format === "jpeg") {
+    const out = new Float32Array(IMAGE_VALUES);
+    // A JPEG the native decoder refuses (truncated, CMYK, …) goes on to sharp, which decodes it or names the problem.
+    const done = await nativeJpeg.preprocess(input, out, nativePlan(plan)).then(() => true, () => false);
+    if (done) return out;
+  }
   try {
     // failOn "warning" (sharp's default) because libjpeg reports a truncated file only as a warning
     const { data, info } = await sharp(input, { ignoreIcc: true, limitInputPixels: maxPixels, failOn: "warning" })
@@ -119,6 +129,10 @@ export async function referencePreprocess(bytes: Buffer): Promise<Float32Array> 
     .raw({ depth: "uchar" })
     .toBuffer({ resolveWithObject: true });
   return hwcToNormalizedChw(data, info.channels);
+}
+
+function nativePlan(plan: ResizePlan): Float64Array {
+  return new Float64Array([plan.width, plan.height, plan.left, plan.top, CROP_SIZE, ...IMAGENET_MEAN, ...IMAGENET_STD]);
 }
 
 /** Width and height from the header (PNG IHDR, WebP VP8/VP8L/VP8X) without decoding any pixel. */

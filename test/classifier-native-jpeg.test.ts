@@ -1,0 +1,86 @@
+/**
+ * The native JPEG path (native/jpeg_preprocess.c): where it is built (CI sets BATCHWISE_REQUIRE_NATIVE_JPEG=1 and
+ * installs libturbojpeg0-dev, so there it must be), its output against the reference pipeline through the real
+ * model, and the JPEGs it hands on to sharp.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import sharp from "sharp";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
+import { IMAGENET_MEAN, IMAGENET_STD, IMAGE_VALUES, preprocessImage, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
+import { nativeJpeg, nativeJpegStatus } from "../src/apps/jpeg-native.js";
+import { image, imagesDir } from "./helpers/paths.js";
+
+const PLANE = 224 * 224;
+const level = (value: number, channel: number) => (value / 255 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel];
+
+it("the native JPEG path is built where it is required", () => {
+  if (process.env.BATCHWISE_REQUIRE_NATIVE_JPEG === "1") expect(nativeJpegStatus).toMatch(/^libjpeg-turbo/);
+  else expect(nativeJpegStatus).toMatch(/^(libjpeg-turbo|sharp \()/);
+});
+
+describe.skipIf(!nativeJpeg)("native JPEG preprocessing", () => {
+  const native = nativeJpeg!;
+  const plan = (width: number, height: number) => {
+    const p = resizePlan(width, height);
+    return new Float64Array([p.width, p.height, p.left, p.top, 224, ...IMAGENET_MEAN, ...IMAGENET_STD]);
+  };
+  let api: ImageClassifierAPI;
+  beforeAll(async () => {
+    api = new ImageClassifierAPI({ precision: "fp32", labels: "imagenet", topK: 1000 });
+    await api.setup({ accelerator: "cpu", index: 0, threads: 1, id: "cpu" }, { workerId: 0, maxBatchSize: 5 });
+  });
+
+  it("on every sample JPEG: same top-1 as the reference pipeline, probabilities within 2e-2", async () => {
+    const photos = readdirSync(imagesDir).filter((f) => /\.jpe?g$/i.test(f));
+    expect(photos.length).toBeGreaterThanOrEqual(2);
+    for (const photo of photos) {
+      const bytes = readFileSync(image(photo));
+      const { width, height } = await sharp(bytes).metadata();
+      const out = new Float32Array(IMAGE_VALUES);
+      await native.preprocess(bytes, out, plan(width!, height!));
+      const [a, b] = [await api.predict(api.batch([out])), await api.predict(api.batch([await referencePreprocess(bytes)]))];
+      const argmax = (p: Float32Array) => p.indexOf(Math.max(...p));
+      expect(argmax(a), photo).toBe(argmax(b));
+      let max = 0;
+      for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+      expect(max, photo).toBeLessThan(2e-2);
+    }
+  });
+
+  it("a flat colour stays that colour, shrinking (DCT scale) or enlarging a small image", async () => {
+    for (const [width, height] of [[1100, 900], [90, 120]]) {
+      const jpeg = await sharp({ create: { width, height, channels: 3, background: { r: 20, g: 128, b: 240 } } })
+        .jpeg({ quality: 100, chromaSubsampling: "4:4:4" })
+        .toBuffer();
+      const out = new Float32Array(IMAGE_VALUES);
+      await native.preprocess(jpeg, out, plan(width, height));
+      for (const i of [0, 777, PLANE - 1]) {
+        [20, 128, 240].forEach((value, c) => expect(Math.abs(out[c * PLANE + i] - level(value, c))).toBeLessThan(2.5 * (level(1, c) - level(0, c))));
+      }
+    }
+  });
+
+  it("greyscale JPEGs become three equal channels; CMYK ones go on to sharp", async () => {
+    const photo = readFileSync(image("darknet_dog.jpg"));
+    const grey = await sharp(photo).greyscale().jpeg().toBuffer();
+    const out = await preprocessImage(grey);
+    for (const i of [0, 4321, PLANE - 1]) {
+      expect(out[i] * IMAGENET_STD[0] + IMAGENET_MEAN[0]).toBeCloseTo(out[PLANE + i] * IMAGENET_STD[1] + IMAGENET_MEAN[1], 5);
+    }
+    const cmyk = await sharp(photo).toColourspace("cmyk").jpeg().toBuffer();
+    await expect(native.preprocess(cmyk, new Float32Array(IMAGE_VALUES), plan(768, 576))).rejects.toThrow();
+    const fromSharp = await preprocessImage(cmyk);
+    expect(fromSharp.length).toBe(IMAGE_VALUES);
+    expect(fromSharp.every(Number.isFinite)).toBe(true);
+  });
+
+  it("truncated or corrupt data is rejected, never crashes; bad arguments are a TypeError", async () => {
+    const photo = readFileSync(image("darknet_dog.jpg"));
+    const out = new Float32Array(IMAGE_VALUES);
+    await expect(native.preprocess(photo.subarray(0, photo.length >> 1), out, plan(768, 576))).rejects.toThrow(/premature|end/i);
+    await expect(native.preprocess(Buffer.from("not a jpeg at all"), out, plan(768, 576))).rejects.toThrow();
+    expect(() => native.preprocess(photo, new Float32Array(10) as never, "x" as never)).toThrow(TypeError);
+    await expect(native.preprocess(photo, new Float32Array(10), plan(768, 576))).rejects.toThrow(/does not fit/);
+  });
+});
