@@ -139,6 +139,17 @@ describe("ChatAPI limits and loading", () => {
     expect(input.promptIds.length + input.maxTokens).toBe(128);
   });
 
+  it("refuses a prompt by its length before tokenizing it: 32 characters per token of context at most", async () => {
+    const api = new ChatAPI({ model: "aidreams260K" }); // 128-token context → 4,096 characters
+    await expect(decode(api, chat("x".repeat(4097)))).rejects.toMatchObject({
+      status: 400,
+      code: "context_length_exceeded",
+      message: expect.stringMatching(/4097 characters.*128 tokens, at most 4096 characters/),
+    });
+    // just under the cap it is tokenized, and refused by its token count instead
+    await expect(decode(api, chat("x ".repeat(2048)))).rejects.toMatchObject({ message: expect.stringMatching(/tokens; this model's context/) });
+  });
+
   it("fails fast with a clear message when the model is not found anywhere", async () => {
     const local = new ChatAPI({ model: "no-such-model", allowRemote: false });
     await expect(decode(local, chat("hi"))).rejects.toThrow(/no-such-model.*not found: looked for a folder with config.json at .*no-such-model/);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MAX_BODY_DEPTH } from "../src/server/body-depth.js";
+import { MAX_BODY_DEPTH } from "../src/server/json-body.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { echoApi } from "./fixtures/echo-api.js";
 import { expectCleanError } from "./fixtures/raw-http.js";

@@ -94,6 +94,15 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
   override async decodeRequest(request: ChatCompletionRequest, ctx: RequestContext): Promise<GenerationRequest> {
     const { tokenizer, limits } = await this.loadTokenizer();
     ctx.state[SERVED_MODEL_STATE] = this.model.id;
+    // Tokenizing runs on the main thread: a prompt that cannot fit is refused by its length before it costs that.
+    const characters = request.messages.reduce((sum, message) => sum + message.content.length, 0);
+    const maxCharacters = limits.contextLength * MAX_CHARACTERS_PER_TOKEN;
+    if (characters > maxCharacters) {
+      throw new BadRequestError(
+        `The messages are ${characters} characters; this model's context window is ${limits.contextLength} tokens, at most ${maxCharacters} characters`,
+        "context_length_exceeded",
+      );
+    }
     const promptIds = encodeChat(tokenizer, request.messages);
     const room = limits.contextLength - promptIds.length;
     if (room <= 0) {
@@ -134,6 +143,9 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
     return this.tokenizer;
   }
 }
+
+/** More characters than any tokenizer packs into one token on real text: a longer prompt cannot fit the window. */
+const MAX_CHARACTERS_PER_TOKEN = 32;
 
 /** The prompt as token ids: the model's chat template, or plain "role: content" lines when it has none. */
 export function encodeChat(tokenizer: PreTrainedTokenizer, messages: ChatMessage[]): number[] {

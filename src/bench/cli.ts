@@ -23,7 +23,8 @@ const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
             decode + batched inference on N worker threads + encode, in-process (no HTTP)
   api       [--url http://127.0.0.1:8000] [--path /predict] [--concurrency 1,8,32,64] [--requests 128]
             [--images DIR] [--server-pid PID]       a running server, closed-loop load, CPU/GPU sampled
-  overhead  [--concurrency …] [--requests N] [--body-bytes N]   no-op model vs bare fastify
+  overhead  [--concurrency …] [--requests N] [--body-bytes N] [--max-batch-size N] [--workers N]
+            no-op model vs bare fastify (default: batching off, 1 worker)
   suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
   llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N]   chat model tokens/s
   stream    [--concurrency 1,8,32] [--tokens N] [--requests N]   SSE streaming overhead, no model`;
@@ -108,6 +109,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
       concurrency: listFlag(flags.concurrency) ?? DEFAULT_CONCURRENCY,
       requests: intFlag(flags.requests),
       bodyBytes: intFlag(flags["body-bytes"]),
+      batchwise: { maxBatchSize: intFlag(flags["max-batch-size"]), workersPerDevice: intFlag(flags.workers) },
       onLevel: (server, l) => process.stderr.write(`${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
     });
     console.log(formatOverheadTable(report));
@@ -146,6 +148,7 @@ export async function runBenchCli(argv: string[]): Promise<unknown> {
       "batch-sizes": { type: "string" },
       runs: { type: "string" },
       "batch-size": { type: "string" },
+      "max-batch-size": { type: "string" },
       image: { type: "string", multiple: true },
       images: { type: "string" },
       workers: { type: "string" },

@@ -9,12 +9,14 @@ const options = {
   "max-batch-size": { type: "string" },
   "batch-timeout": { type: "string" },
   workers: { type: "string" },
+  "threads-per-worker": { type: "string" },
   precision: { type: "string" },
   accelerator: { type: "string" },
   devices: { type: "string" },
   model: { type: "string" },
   labels: { type: "string" },
   timeout: { type: "string" },
+  "predict-timeout": { type: "string" },
   "max-queue-size": { type: "string" },
   "api-key": { type: "string" },
   help: { type: "boolean" },
@@ -37,10 +39,13 @@ export async function runServe(argv: string[]) {
   };
   const common: ServerOptions = {
     port: num("port", Number(process.env.PORT ?? 8000)),
-    host: values.host ?? process.env.HOST ?? "127.0.0.1",
+    // not HOST: shells and containers often set it to the machine's name, which would expose the server by accident
+    host: values.host ?? process.env.BATCHWISE_HOST ?? "127.0.0.1",
     accelerator: (values.accelerator ?? "auto") as AcceleratorChoice,
     devices: values.devices === undefined || values.devices === "auto" ? "auto" : num("devices", 1),
     timeout: num("timeout", 30),
+    predictTimeout: values["predict-timeout"] === undefined ? undefined : num("predict-timeout", 0),
+    threadsPerWorker: values["threads-per-worker"] === undefined ? undefined : num("threads-per-worker", 1),
     maxQueueSize: num("max-queue-size", 1024),
     apiKey: values["api-key"],
   };
@@ -70,6 +75,8 @@ export async function runServe(argv: string[]) {
       // The chat engine lets new sequences join a running decode loop at its next step: a new request starts
       // generating without waiting for the current batch to finish (time to first token stays low under load).
       maxBatchesPerWorker: 4,
+      // a whole context window of text is a few hundred kB; larger bodies are refused before they are parsed
+      maxPayloadSize: 1024 * 1024,
     };
     printConfig("chat", config, { model: values.model ?? "(hub default; offline use --model tiny-random-llama)", precision });
     await serve(config);

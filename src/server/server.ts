@@ -3,9 +3,9 @@ import type { Socket } from "node:net";
 import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { RequestContext } from "../api.js";
-import { availableCores, type AcceleratorDecision } from "../runtime/device.js";
+import { availableCores } from "../runtime/device.js";
 import { apiKeyMatcher } from "./auth.js";
-import { checkBodyDepth } from "./body-depth.js";
+import { parseJsonBody } from "./json-body.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { clean, errors, HttpError, toHttpError } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
@@ -26,6 +26,11 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   requestTimeout?: number;
   /** Allow browsers from these origins (CORS). Default: none. */
   corsOrigins?: string[];
+  /**
+   * Intra-op threads per model worker. Default: the cores split evenly between every worker of every endpoint, so N
+   * workers never oversubscribe them. Fewer leaves cores to the main thread (HTTP, decoding on libuv's pool).
+   */
+  threadsPerWorker?: number;
   /** false silences the server; a function receives each log line. Request bodies are never logged. */
   log?: boolean | ((line: string) => void);
 }
@@ -71,8 +76,9 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
 
   // Split the cores between every worker of every endpoint so N workers never oversubscribe them.
   const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
-  const threadsPerWorker = (_accelerator: AcceleratorDecision, _runners: number) =>
-    Math.max(1, Math.floor(availableCores() / totalRunners));
+  const threads = options.threadsPerWorker ?? Math.max(1, Math.floor(availableCores() / totalRunners));
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`threadsPerWorker must be a positive integer, got ${threads}`);
+  const threadsPerWorker = () => threads;
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
@@ -108,13 +114,19 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     // Our own onRequest hook below refuses requests that arrive while draining, in the catalogue's shape.
     return503OnClosing: false,
     forceCloseConnections: "idle",
-    onProtoPoisoning: "error",
-    onConstructorPoisoning: "error",
   });
 
   // The wire format is JSON: a text/plain body (which fastify parses by default) gets a 415 rather than reaching
   // decodeRequest as a string the API never expected.
   app.removeContentTypeParser("text/plain");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+    try {
+      done(null, parseJsonBody(text as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
 
   let setupDone = false;
   let draining = false;
@@ -168,7 +180,6 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
         if (!reply.raw.writableFinished) controller.abort();
       });
       const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
-      checkBodyDepth(request.body);
       return send(reply, await endpoint.handle(request.body, ctx), controller);
     });
     endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info() });
