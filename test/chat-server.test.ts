@@ -83,10 +83,14 @@ describe("chat model served through the OpenAI spec", () => {
 
   it("gives concurrent streams (batched together on the worker) each its own tokens", async () => {
     const prompts = ["Tell me about dragons", "hi", "What is the capital of France?", "Count to ten"];
-    const served = await Promise.all(prompts.map((p, i) => streamText(p, 10 + 8 * i)));
+    // long enough that whichever stream reaches the idle worker first keeps it busy while the others queue up
+    const tokens = (i: number) => 100 + 8 * i;
+    const served = await Promise.all(prompts.map((p, i) => streamText(p, tokens(i))));
     for (let i = 0; i < prompts.length; i++) {
-      expect(served[i].text).toBe(await inProcess(prompts[i], 10 + 8 * i));
-      expect(served[i].usage?.completion_tokens).toBe(10 + 8 * i);
+      expect(served[i].text).toBe(await inProcess(prompts[i], tokens(i)));
+      // all max_tokens, unless the (random-weight) model happened to emit its end token first
+      if (served[i].finishReason === "length") expect(served[i].usage?.completion_tokens).toBe(tokens(i));
+      else expect(served[i].usage?.completion_tokens).toBeLessThan(tokens(i));
     }
     const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
     const batches = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);

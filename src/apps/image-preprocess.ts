@@ -15,7 +15,7 @@
  *  - turns the 224×224 HWC uint8 crop into normalised NCHW float32 in one typed-array loop.
  * `referencePreprocess` is the straight pipeline (full decode, no shortcuts) that tests and the bench compare with.
  */
-import sharp, { type Metadata } from "sharp";
+import sharp, { type Metadata, type Sharp } from "sharp";
 import { BadRequestError } from "../api.js";
 import { nativeJpeg } from "./jpeg-native.js";
 
@@ -101,13 +101,7 @@ export async function preprocessImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIX
   }
   try {
     // failOn "warning" (sharp's default) because libjpeg reports a truncated file only as a warning
-    const { data, info } = await sharp(input, { ignoreIcc: true, limitInputPixels: maxPixels, failOn: "warning" })
-      .resize(plan.width, plan.height, { kernel: "linear", fit: "fill" })
-      .extract({ left: plan.left, top: plan.top, width: CROP_SIZE, height: CROP_SIZE })
-      .removeAlpha()
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true });
-    return hwcToNormalizedChw(data, info.channels);
+    return await resizeCropNormalize(sharp(input, { ignoreIcc: true, limitInputPixels: maxPixels, failOn: "warning" }), plan);
   } catch (error) {
     throw decodeError(error, format);
   }
@@ -122,7 +116,12 @@ export async function referencePreprocess(bytes: Buffer): Promise<Float32Array> 
   const full = await sharp(bytes, { ignoreIcc: true }).removeAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
   const plan = resizePlan(full.info.width, full.info.height);
   const raw = { width: full.info.width, height: full.info.height, channels: full.info.channels };
-  const { data, info } = await sharp(full.data, { raw })
+  return resizeCropNormalize(sharp(full.data, { raw }), plan);
+}
+
+/** sharp `linear` resize to the plan's size, centre crop, RGB bytes → normalised NCHW float32. */
+async function resizeCropNormalize(image: Sharp, plan: ResizePlan): Promise<Float32Array> {
+  const { data, info } = await image
     .resize(plan.width, plan.height, { kernel: "linear", fit: "fill" })
     .extract({ left: plan.left, top: plan.top, width: CROP_SIZE, height: CROP_SIZE })
     .removeAlpha()

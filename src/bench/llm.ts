@@ -13,11 +13,6 @@
  * The in-process ceiling runs the ChatAPI's own predict on batches of `concurrency` requests (the batch the server
  * would form if every client's request arrived together), on as many threads as the server's single worker gets.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import type { RequestContext } from "../api.js";
@@ -25,6 +20,7 @@ import { ChatAPI, chatModel } from "../apps/chat.js";
 import type { ServerOptions } from "../server/server.js";
 import { availableCores } from "../runtime/device.js";
 import { parseChatRequest } from "../specs/openai.js";
+import { startServerProcess, type ServerProcess } from "./server-process.js";
 import { percentile, ratePerSecond } from "./stats.js";
 import { cell, formatTable } from "./table.js";
 
@@ -387,67 +383,12 @@ export function formatLlmTable(result: BenchLlmResult): string {
   );
 }
 
-export interface SpecServerProcess {
-  url: string;
-  stop(): Promise<void>;
-}
-
 /**
  * Start a batchwise server with the OpenAI spec in a child process, so the load generator in this process does not
  * share its event loop or CPU accounting. `options` must be JSON (an ApiSource, numbers); the spec is added there.
  */
-export async function startOpenAIServerProcess(options: ServerOptions, timeoutMs = 120_000): Promise<SpecServerProcess> {
-  const fromSource = import.meta.url.endsWith(".ts");
-  const ext = fromSource ? "ts" : "js";
-  const modules = {
-    server: new URL(`../server/server.${ext}`, import.meta.url).href,
-    spec: new URL(`../specs/openai.${ext}`, import.meta.url).href,
-  };
-  const script = `
-    const { modules, options } = JSON.parse(process.argv[2]);
-    const { createServer } = await import(modules.server);
-    const { openAISpec } = await import(modules.spec);
-    const server = await createServer({ log: false, ...options, spec: openAISpec(), host: "127.0.0.1", port: 0 });
-    process.stdout.write("BATCHWISE_URL " + (await server.listen()) + "\\n");
-    const stop = async () => { await server.close(); process.exit(0); };
-    process.once("SIGTERM", stop);
-    process.stdin.on("end", stop);
-    process.stdin.resume();`;
-  // A file rather than `node -e`: worker threads inherit the parent's execArgv, and eval flags are invalid there.
-  const entry = path.join(mkdtempSync(path.join(os.tmpdir(), "batchwise-bench-")), "openai-server.mjs");
-  writeFileSync(entry, script);
-  const root = fileURLToPath(new URL("../../", import.meta.url));
-  const args = [...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify({ modules, options })];
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs / 1000} s: ${stderr.slice(-500)}`)), timeoutMs);
-    child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
-    child.stdout!.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const match = /^BATCHWISE_URL (\S+)$/m.exec(stdout);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited (${code}) before listening: ${stderr.slice(-1500)}`));
-    });
-  });
-  const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", () => resolve())));
-  return {
-    url,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+export function startOpenAIServerProcess(options: ServerOptions, timeoutMs = 120_000): Promise<ServerProcess> {
+  return startServerProcess({ kind: "batchwise", options, spec: "openai" }, { startTimeoutMs: timeoutMs });
 }
 
 /** `batchwise bench llm [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N] [--json FILE]` */

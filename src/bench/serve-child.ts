@@ -12,8 +12,11 @@ import { createServer, type ServerOptions } from "../server/server.js";
  */
 
 export type ChildServerConfig =
-  /** A batchwise server; `options.api` must be an ApiSource (JSON), as every option here must be. */
-  | { kind: "batchwise"; options: ServerOptions }
+  /**
+   * A batchwise server; `options.api` must be an ApiSource (JSON), as every option here must be. `spec: "openai"`
+   * serves it with the OpenAI chat spec (a spec object cannot travel as JSON).
+   */
+  | { kind: "batchwise"; options: ServerOptions; spec?: "openai" }
   /** A bare fastify app echoing the JSON body on `path`: the floor `bench overhead` compares batchwise with. */
   | { kind: "bare-fastify"; path: string };
 
@@ -23,7 +26,8 @@ async function main() {
   let close: () => Promise<void>;
   let url: string;
   if (config.kind === "batchwise") {
-    const server = await createServer({ log: false, ...config.options, port: 0, host: "127.0.0.1" });
+    const spec = config.spec === "openai" ? (await import("../specs/openai.js")).openAISpec() : config.options.spec;
+    const server = await createServer({ log: false, ...config.options, spec, port: 0, host: "127.0.0.1" });
     url = await server.listen();
     close = () => server.close();
   } else {
