@@ -74,7 +74,8 @@ static void execute(napi_env env, void *data) {
   Job *job = data;
   const double *p = job->plan;
   int resized_w = (int)p[0], resized_h = (int)p[1], left = (int)p[2], top = (int)p[3], crop = (int)p[4];
-  if ((size_t)crop * crop * 3 > job->out_values || left + crop > resized_w || top + crop > resized_h) {
+  if (crop < 1 || left < 0 || top < 0 || (size_t)crop * crop * 3 > job->out_values || left + crop > resized_w ||
+      top + crop > resized_h) {
     strcpy(job->error, "output buffer or crop does not fit the resize plan");
     return;
   }

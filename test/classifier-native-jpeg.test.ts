@@ -82,5 +82,8 @@ describe.skipIf(!nativeJpeg)("native JPEG preprocessing", () => {
     await expect(native.preprocess(Buffer.from("not a jpeg at all"), out, plan(768, 576))).rejects.toThrow();
     expect(() => native.preprocess(photo, new Float32Array(10) as never, "x" as never)).toThrow(TypeError);
     await expect(native.preprocess(photo, new Float32Array(10), plan(768, 576))).rejects.toThrow(/does not fit/);
+    const zeroCrop = plan(768, 576);
+    zeroCrop[4] = 0;
+    await expect(native.preprocess(photo, out, zeroCrop)).rejects.toThrow(/does not fit/);
   });
 });
