@@ -16,7 +16,7 @@
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import type { RequestContext } from "../api.js";
-import { ChatAPI, chatModel } from "../apps/chat.js";
+import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
 import type { ServerOptions } from "../server/server.js";
 import { availableCores } from "../runtime/device.js";
 import { parseChatRequest } from "../specs/openai.js";
@@ -314,7 +314,13 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
   };
   const server = options.url
     ? { url: options.url, stop: async () => {} }
-    : await startOpenAIServerProcess({ api: chatModel({ model }), maxBatchSize: options.maxBatchSize ?? 8, batchTimeout: 0.005 });
+    : await startOpenAIServerProcess({
+        api: chatModel({ model }),
+        maxBatchSize: options.maxBatchSize ?? CHAT_SERVING_DEFAULTS.maxBatchSize,
+        batchTimeout: CHAT_SERVING_DEFAULTS.batchTimeout,
+        workersPerDevice: CHAT_SERVING_DEFAULTS.workers,
+        maxBatchesPerWorker: CHAT_SERVING_DEFAULTS.maxBatchesPerWorker,
+      });
   let ceiling: ChatAPI | undefined;
   if (!options.skipInProcess) {
     ceiling = new ChatAPI({ model });

@@ -64,17 +64,18 @@ export async function runServe(argv: string[]) {
     printConfig("classifier", config, { model: values.model ?? "mobilenetv2-12", precision, labels });
     await serve(config);
   } else {
-    const [{ chatModel }, { openAISpec }] = await Promise.all([import("../apps/chat.js"), import("../specs/openai.js")]);
+    const [{ chatModel, CHAT_SERVING_DEFAULTS: defaults }, { openAISpec }] = await Promise.all([
+      import("../apps/chat.js"),
+      import("../specs/openai.js"),
+    ]);
     const config: ServerOptions = {
       ...common,
       api: chatModel({ model: values.model, precision }),
       spec: openAISpec(),
-      maxBatchSize: num("max-batch-size", 8),
-      batchTimeout: num("batch-timeout", 0.01),
-      workersPerDevice: num("workers", 1),
-      // The chat engine lets new sequences join a running decode loop at its next step: a new request starts
-      // generating without waiting for the current batch to finish (time to first token stays low under load).
-      maxBatchesPerWorker: 4,
+      maxBatchSize: num("max-batch-size", defaults.maxBatchSize),
+      batchTimeout: num("batch-timeout", defaults.batchTimeout),
+      workersPerDevice: num("workers", defaults.workers),
+      maxBatchesPerWorker: defaults.maxBatchesPerWorker,
       // a whole context window of text is a few hundred kB; larger bodies are refused before they are parsed
       maxPayloadSize: 1024 * 1024,
     };
