@@ -103,7 +103,7 @@ export async function preprocessImage(bytes: Buffer, maxPixels = DEFAULT_MAX_PIX
     // failOn "warning" (sharp's default) because libjpeg reports a truncated file only as a warning
     return await resizeCropNormalize(sharp(input, { ignoreIcc: true, limitInputPixels: maxPixels, failOn: "warning" }), plan);
   } catch (error) {
-    throw decodeError(error, format);
+    throw decodeError(error, format, input);
   }
 }
 
@@ -140,7 +140,7 @@ async function headerSize(bytes: Buffer, format: ImageFormat): Promise<{ width: 
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw decodeError(error, format);
+    throw decodeError(error, format, bytes);
   }
   if (meta.format !== format) throw new BadRequestError(`The data is not a valid ${format.toUpperCase()} image`, "invalid_image");
   if (!meta.width || !meta.height) throw new BadRequestError("The image header has no size", "invalid_image");
@@ -160,10 +160,13 @@ function checkedSize(size: { width: number; height: number }, maxPixels: number)
   return size;
 }
 
-function decodeError(error: unknown, format: ImageFormat): BadRequestError {
+function decodeError(error: unknown, format: ImageFormat, bytes?: Uint8Array): BadRequestError {
   if (error instanceof BadRequestError) return error;
   const message = String((error as Error)?.message ?? error);
-  if (/premature end|truncat|end of (?:stream|file|data)|unexpected end|not enough data|read error|EOF/i.test(message)) {
+  // A JPEG that fails to decode and does not end with its end-of-image marker was cut short. The check does not rely
+  // on libvips's message, which under concurrent decodes is sometimes only "Warning treated as error".
+  const cutShort = format === "jpeg" && bytes !== undefined && !(bytes.at(-2) === 0xff && bytes.at(-1) === 0xd9);
+  if (cutShort || /premature end|truncat|end of (?:stream|file|data)|unexpected end|not enough data|read error|EOF/i.test(message)) {
     return new BadRequestError(`The ${format.toUpperCase()} image is truncated or incomplete`, "truncated_image");
   }
   if (/pixel limit/i.test(message)) {
