@@ -30,6 +30,21 @@ describe("bodies that reach the worker as they are", () => {
     expect(await deepest.json()).toEqual({ type: "array", bytes: 2 * MAX_BODY_DEPTH });
   });
 
+  it("empty and malformed JSON, and poisoning keys spelled with escapes, are 400s with their own codes", async () => {
+    const code = async (body: string) => {
+      const response = await post(body);
+      return expectCleanError(response.status, await response.text(), [400]).code;
+    };
+    expect(await code("")).toBe("empty_body");
+    expect(await code("  \n")).toBe("empty_body");
+    expect(await code('{"a": ')).toBe("invalid_json");
+    expect(await code('{"\\u005f_proto__": {"polluted": 1}}')).toBe("forbidden_key");
+    expect(await code('[{"constructor": {"\\u0070rototype": {"polluted": 1}}}]')).toBe("forbidden_key");
+    expect(Object.prototype).not.toHaveProperty("polluted");
+    const notPoisoned = await post('{"constructor": "a string", "prototype": 1}');
+    expect(notPoisoned.status).toBe(200);
+  });
+
   it("wide bodies, odd strings and odd keys are carried to the worker and back intact", async () => {
     const wide = JSON.stringify(Array.from({ length: 300_000 }, (_, i) => i));
     const manyKeys = JSON.stringify(Object.fromEntries(Array.from({ length: 50_000 }, (_, i) => [`k${i}`, i])));

@@ -41,8 +41,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
   const requests = options.requests ?? 2000;
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   const body = Buffer.from(JSON.stringify({ text: "x".repeat(Math.max(0, bodyBytes - 11)) }));
-  // flags left unset (undefined) must not override the server's defaults
-  const batchwiseOptions = Object.fromEntries(Object.entries(options.batchwise ?? {}).filter(([, v]) => v !== undefined));
+  const batchwiseOptions = options.batchwise ?? {};
   const servers: [string, ChildServerConfig][] = [
     ["batchwise", { kind: "batchwise", options: { api: noopApi(), ...batchwiseOptions } }],
     ["bare fastify", { kind: "bare-fastify", path: "/predict" }],

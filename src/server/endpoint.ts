@@ -89,7 +89,8 @@ export class Endpoint {
   /** Validate options and build the endpoint; workers start with {@link start}. */
   static async create(
     options: EndpointOptions,
-    threadsPerWorker: (accelerator: AcceleratorDecision, workers: number) => number,
+    /** Intra-op threads each worker's model may use (the server splits the cores between all its workers). */
+    threads: number,
     onBatch: (path: string, size: number) => void,
     log: (message: string) => void,
   ): Promise<Endpoint> {
@@ -111,7 +112,6 @@ export class Endpoint {
     const accelerator = await resolveAccelerator(options.accelerator ?? "auto");
     const deviceCount = options.devices === undefined || options.devices === "auto" ? accelerator.count : options.devices;
     const runnersPerDevice = Math.max(1, workersPerDevice);
-    const threads = threadsPerWorker(accelerator, deviceCount * runnersPerDevice);
     const devices: Device[] = [];
     for (let d = 0; d < deviceCount; d++) {
       for (let w = 0; w < runnersPerDevice; w++) {

@@ -14,11 +14,11 @@ export const MAX_BODY_DEPTH = 128;
  * text, 0.3 ms per 200 kB image body on this machine; the walk visits a handful of nodes for such a body.
  */
 export function parseJsonBody(text: string, maxDepth = MAX_BODY_DEPTH): unknown {
-  if (text.trim() === "") throw errors.badRequest("The request body is empty: send a JSON document", "empty_body");
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch (error) {
+    if (text.trim() === "") throw errors.badRequest("The request body is empty: send a JSON document", "empty_body");
     throw errors.badRequest(`The body is not valid JSON: ${(error as Error).message}`, "invalid_json");
   }
   const stack: [object, number][] = [];

@@ -78,11 +78,10 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
   const threads = options.threadsPerWorker ?? Math.max(1, Math.floor(availableCores() / totalRunners));
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`threadsPerWorker must be a positive integer, got ${threads}`);
-  const threadsPerWorker = () => threads;
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
-    endpoints.push(await Endpoint.create(e, threadsPerWorker, (path, size) => metrics?.batchSize.observe({ endpoint: path }, size), log));
+    endpoints.push(await Endpoint.create(e, threads, (path, size) => metrics?.batchSize.observe({ endpoint: path }, size), log));
   }
   const paths = endpoints.map((e) => e.config.path);
   if (new Set(paths).size !== paths.length) throw new Error(`Two endpoints share a path: ${paths.join(", ")}`);
