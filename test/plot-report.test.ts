@@ -12,7 +12,8 @@ import { reportHtml, reportSections, writeReport } from "../src/bench/report.js"
 import { summarize } from "../src/bench/stats.js";
 import type { SuiteResults } from "../src/bench/suite.js";
 import { evaluateTargets } from "../src/bench/targets.js";
-import { displayFigure, findChromium, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/plot/plotly.js";
+import { displayFigure, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/plot/plotly.js";
+import { findChromium } from "../src/plot/png.js";
 
 const CHARTS = [
   "throughput-vs-batch-size",
@@ -64,7 +65,7 @@ function syntheticResults(): SuiteResults {
     quick: true,
     durationSeconds: 12,
     machine: machineInfo(),
-    settings: { concurrency: [1, 8, 32, 64], requestsPerLevel: 32, baselineRuns: 3, pipelineImages: 128, imagesDir: "/images", targetImage: "/images/darknet_dog.jpg" },
+    settings: { concurrency: [1, 8, 32, 64], requestsPerLevel: 32, waves: 4, baselineRuns: 3, pipelineImages: 128, imagesDir: "/images", targetImage: "/images/darknet_dog.jpg" },
     configs: [config("a-no-batching", "(a) <no batching>", "fp32", 1), config("d-int8", "(d) + int8", "int8", 2)],
     overhead: {
       bodyBytes: 1024,
@@ -77,6 +78,7 @@ function syntheticResults(): SuiteResults {
         throughputRatio: 2 / 3,
       })),
     },
+    overheadBatchingOff: null,
     performance: null,
     targets: [],
   };

@@ -1,4 +1,4 @@
-import { imageBodies, listImages, runLoad, type LoadResult } from "./load.js";
+import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
 import { cell, formatTable } from "./table.js";
 import { withUsage, type UsagePoint } from "./usage.js";
 
@@ -13,12 +13,19 @@ export interface ApiBenchOptions {
   url: string;
   path?: string;
   concurrency?: number[];
-  /** Requests per concurrency level. */
+  /** Requests per concurrency level (at least `waves` × concurrency, see below). Default 128. */
   requests?: number;
-  /** Folder of photos sent as `{"image": base64}`, round-robin. */
+  /**
+   * Each level sends at least this many waves (waves × concurrency requests), so a high level measures steady
+   * state rather than one burst: at c=64, 64 requests are a single wave whose start and tail dominate. Default 1.
+   */
+  waves?: number;
+  /** Folder of photos sent round-robin, in the body form `body`. */
   imagesDir?: string;
-  /** Explicit bodies instead of photos (e.g. for a no-op model). */
-  bodies?: Buffer[];
+  /** How photos travel: `json` = `{"image": base64}`, `binary` = the raw file as `image/jpeg` etc. Default json. */
+  body?: BodyForm;
+  /** Explicit bodies instead of photos (e.g. for a no-op model); a Buffer is sent as JSON. */
+  bodies?: (Buffer | RequestPayload)[];
   /** The server's process id: its CPU use is sampled. Without it only machine-wide CPU is reported. */
   serverPid?: number;
   /** Unmeasured requests before each level (at that level's concurrency). Default: one per client. */
@@ -32,6 +39,8 @@ export interface ApiBenchLevel extends LoadResult {
   usage: {
     /** Server process CPU, percent of one core (null without serverPid). */
     serverCpu: number | null;
+    /** Peak resident memory of the server's process tree during the level, MiB (null without serverPid). */
+    serverRssMiB?: number | null;
     /** Whole-machine CPU, percent of all cores (includes this load generator). */
     machineCpu: number | null;
     gpuUtilization: number | null;
@@ -44,7 +53,10 @@ export interface ApiBenchLevel extends LoadResult {
 export interface ApiBenchReport {
   url: string;
   path: string;
+  /** The requested minimum per level; each level's own `requests` says what it sent (waves can raise it). */
   requestsPerLevel: number;
+  /** Body form of photo requests (absent when explicit bodies were sent). */
+  body?: BodyForm;
   levels: ApiBenchLevel[];
 }
 
@@ -53,7 +65,9 @@ export const DEFAULT_CONCURRENCY = [1, 8, 32, 64];
 export async function runApiBench(options: ApiBenchOptions): Promise<ApiBenchReport> {
   const path = options.path ?? "/predict";
   const requests = options.requests ?? 128;
-  const bodies = options.bodies ?? (options.imagesDir ? await imageBodies(await listImages(options.imagesDir)) : null);
+  const waves = options.waves ?? 1;
+  if (!(Number.isInteger(waves) && waves >= 1)) throw new RangeError(`waves must be an integer ≥ 1, got ${waves}`);
+  const bodies = options.bodies ?? (options.imagesDir ? await imagePayloads(await listImages(options.imagesDir), options.body ?? "json") : null);
   if (!bodies?.length) throw new Error("runApiBench needs imagesDir or bodies");
   const pids = options.serverPid ? [options.serverPid] : [];
   const levels: ApiBenchLevel[] = [];
@@ -69,11 +83,12 @@ export async function runApiBench(options: ApiBenchOptions): Promise<ApiBenchRep
     // Warm-up outside the sampled window, so the usage figures describe the measured requests only.
     const warmupRequests = options.warmupRequests ?? concurrency;
     if (warmupRequests > 0) await runLoad({ ...load, requests: warmupRequests });
-    const { result, usage } = await withUsage(pids, () => runLoad({ ...load, requests }));
+    const { result, usage } = await withUsage(pids, () => runLoad({ ...load, requests: Math.max(requests, waves * concurrency) }));
     const level: ApiBenchLevel = {
       ...result,
       usage: {
         serverCpu: options.serverPid ? usage.processCpu[options.serverPid] ?? null : null,
+        serverRssMiB: options.serverPid ? usage.processPeakRssMiB[options.serverPid] ?? null : null,
         machineCpu: usage.machineCpu,
         gpuUtilization: usage.gpuUtilization,
         gpuMemoryMiB: usage.gpuMemoryMiB,
@@ -84,7 +99,7 @@ export async function runApiBench(options: ApiBenchOptions): Promise<ApiBenchRep
     levels.push(level);
     options.onLevel?.(level);
   }
-  return { url: options.url, path, requestsPerLevel: requests, levels };
+  return { url: options.url, path, requestsPerLevel: requests, ...(options.bodies ? {} : { body: options.body ?? "json" }), levels };
 }
 
 /** The seed's table: one row per concurrency level. */
@@ -92,6 +107,7 @@ export function formatApiTable(report: ApiBenchReport): string {
   const hasGpu = report.levels.some((l) => l.usage.gpuUtilization !== null);
   const rows = report.levels.map((l) => [
     String(l.concurrency),
+    String(l.requests),
     cell(l.requestsPerSecond),
     cell(l.latencyMs.mean),
     cell(l.latencyMs.p50),
@@ -99,17 +115,18 @@ export function formatApiTable(report: ApiBenchReport): string {
     cell(l.latencyMs.p99),
     l.errorCount ? `${l.errorCount} (${Object.entries(l.errors).map(([k, v]) => `${k}×${v}`).join(", ")})` : "0",
     cell(l.usage.serverCpu, 0),
+    cell(l.usage.serverRssMiB, 0),
     cell(l.usage.machineCpu, 0),
     hasGpu ? cell(l.usage.gpuUtilization, 0) : "n/a",
     hasGpu ? cell(l.usage.gpuMemoryMiB, 0) : "n/a",
   ]);
   const table = formatTable(
-    ["concurrency", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU %", "machine CPU %", "GPU %", "GPU MiB"],
+    ["concurrency", "requests", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU %", "server RSS MiB", "machine CPU %", "GPU %", "GPU MiB"],
     rows,
   );
   const gpuNote = report.levels.find((l) => l.usage.gpuNote)?.usage.gpuNote;
   const notes = [
-    "server CPU: percent of one core (200 = two cores busy); machine CPU: percent of all cores, load generator included",
+    "server CPU: percent of one core (200 = two cores busy); server RSS: peak of its process tree; machine CPU: percent of all cores, load generator included",
     ...(hasGpu ? [] : [`GPU: ${gpuNote ?? "not available"}`]),
   ];
   return `${table}\n${notes.map((n) => `  ${n}`).join("\n")}`;

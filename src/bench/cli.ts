@@ -1,12 +1,13 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { Precision } from "../api.js";
+import type { PrecisionChoice } from "../api.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
-import { DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
-import { defaultImagesDir, imageBodies } from "./load.js";
+import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
+import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load.js";
 import { machineInfo, machineSummary } from "./machine.js";
 import { formatOverheadTable, runOverhead } from "./overhead.js";
+import { classifierServingConfig, resolvePrecision } from "./serving-config.js";
 import { cell, formatTable } from "./table.js";
 
 /**
@@ -15,14 +16,19 @@ import { cell, formatTable } from "./table.js";
  */
 
 const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
-  baseline  [--precision fp32|fp16|bf16|int8] [--threads N] [--batch-sizes 1,8,32,64] [--runs N]
-            raw model throughput: onnxruntime on random input, no HTTP, no decoding
+  Defaults are what \`npm start\` serves (precision auto = int8 on this CPU, one single-threaded worker per core,
+  batching 64 / 0.01 s); flags change one thing at a time.
+  baseline  [--precision auto|fp32|fp16|bf16|int8] [--threads N] [--batch-sizes 1,8,32,64] [--runs N]
+            raw model throughput of ONE worker's session: onnxruntime on random input, no HTTP, no decoding
   precision [--quick] [--threads N] [--batch-sizes …] [--runs N] [--concurrency 64] [--requests N] [--images DIR]
             every precision: runs here?, file size, session RSS, raw and served throughput, agreement with fp32
-  pipeline  --batch-size N --image FILE [--image FILE…] [--workers N] [--precision P] [--images N]
-            decode + batched inference on N worker threads + encode, in-process (no HTTP)
+  pipeline  [--batch-size N] [--image FILE…] [--workers N] [--threads N] [--precision P] [--images 1024]
+            decode + batched inference on N worker threads + encode, in-process (no HTTP): the served limit
+            (default image: darknet_dog.jpg of the sample photos, sent as base64 JSON)
   api       [--url http://127.0.0.1:8000] [--path /predict] [--concurrency 1,8,32,64] [--requests 128]
-            [--images DIR] [--server-pid PID]       a running server, closed-loop load, CPU/GPU sampled
+            [--waves N] [--body json|binary] [--images DIR] [--server-pid PID]
+            a running server, closed-loop load, CPU/GPU/RSS sampled; --waves: at least N × concurrency
+            requests per level; --body binary sends each photo as its raw bytes (content-type image/jpeg …)
   overhead  [--concurrency …] [--requests N] [--body-bytes N] [--max-batch-size N] [--workers N]
             no-op model vs bare fastify (default: batching off, 1 worker)
   suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
@@ -39,14 +45,15 @@ type Flags = Record<string, string | boolean | string[] | undefined>;
 
 const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   async baseline(flags) {
-    const precision = precisionFlag(flags.precision);
+    const serving = classifierServingConfig();
+    const precision = await resolvePrecision(DEFAULT_BASELINE_MODEL, precisionFlag(flags.precision) ?? serving.precision);
     const report = await runBaseline({
       precision,
-      threads: intFlag(flags.threads),
+      threads: intFlag(flags.threads) ?? serving.threadsPerWorker,
       batchSizes: listFlag(flags["batch-sizes"]) ?? DEFAULT_BATCH_SIZES,
       runs: intFlag(flags.runs),
     });
-    console.log(`${report.model} · ${report.precision} · ${report.threads} thread(s)`);
+    console.log(`${report.model} · ${report.precision} · ${report.threads} thread(s) (npm start: ${serving.workers} worker(s) × ${serving.threadsPerWorker} thread(s), ${serving.precision})`);
     console.log(baselineTable(report.results));
     return report;
   },
@@ -68,26 +75,31 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async pipeline(flags) {
-    const batchSize = intFlag(flags["batch-size"]);
-    const images = flags.image as string[] | undefined;
-    if (!batchSize || !images?.length) throw new UsageError("pipeline needs --batch-size N and --image FILE");
+    const serving = classifierServingConfig();
+    const batchSize = intFlag(flags["batch-size"]) ?? serving.maxBatchSize;
+    const images = (flags.image as string[] | undefined) ?? [path.join(defaultImagesDir(), "darknet_dog.jpg")];
+    const precision = precisionFlag(flags.precision) ?? serving.precision;
+    const workers = intFlag(flags.workers) ?? serving.workers;
     const { imageClassifier } = await import("../apps/image-classifier.js");
     const requests = (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown);
     const { runPipeline } = await import("./pipeline.js");
     const report = await runPipeline({
-      source: imageClassifier({ precision: precisionFlag(flags.precision) }),
+      source: imageClassifier({ precision }),
       requests,
       batchSize,
-      workers: intFlag(flags.workers) ?? 1,
+      workers,
+      // the server's rule unless told: cores ÷ workers
+      threadsPerWorker: intFlag(flags.threads) ?? (flags.workers === undefined ? serving.threadsPerWorker : undefined),
       images: intFlag(flags.images),
     });
+    console.log(`${images.map((f) => path.basename(f)).join(", ")} · precision ${precision}`);
     console.log(
       formatTable(
         ["batch size", "workers × threads", "images", "images/s", "decode ms/img", "failures"],
         [[String(report.batchSize), `${report.workers} × ${report.threadsPerWorker}`, String(report.images), cell(report.imagesPerSecond), cell(report.decodeMsPerImage, 2), String(report.failures)]],
       ),
     );
-    return report;
+    return { ...report, precision };
   },
 
   async api(flags) {
@@ -96,6 +108,8 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
       path: (flags.path as string | undefined) ?? "/predict",
       concurrency: listFlag(flags.concurrency) ?? DEFAULT_CONCURRENCY,
       requests: intFlag(flags.requests) ?? 128,
+      waves: intFlag(flags.waves),
+      body: bodyFlag(flags.body),
       imagesDir: (flags.images as string | undefined) ?? defaultImagesDir(),
       serverPid: intFlag(flags["server-pid"]),
       onLevel: (l) => process.stderr.write(`c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
@@ -158,6 +172,8 @@ export async function runBenchCli(argv: string[]): Promise<unknown> {
       requests: { type: "string" },
       "server-pid": { type: "string" },
       "body-bytes": { type: "string" },
+      body: { type: "string" },
+      waves: { type: "string" },
       quick: { type: "boolean" },
       out: { type: "string" },
     },
@@ -194,10 +210,18 @@ function listFlag(value: Flags[string]): number[] | undefined {
     .map((part) => intFlag(part.trim())!);
 }
 
-function precisionFlag(value: Flags[string]): Precision {
-  const precision = (value ?? "fp32") as Precision;
-  if (!["fp32", "fp16", "bf16", "int8"].includes(precision)) {
-    throw new UsageError(`--precision must be fp32, fp16, bf16 or int8, got "${value}"`);
+/** undefined when the flag is absent: the caller falls back to what npm start serves. */
+function precisionFlag(value: Flags[string]): PrecisionChoice | undefined {
+  if (value === undefined) return undefined;
+  const precision = value as PrecisionChoice;
+  if (!["auto", "fp32", "fp16", "bf16", "int8"].includes(precision)) {
+    throw new UsageError(`--precision must be auto, fp32, fp16, bf16 or int8, got "${value}"`);
   }
   return precision;
+}
+
+function bodyFlag(value: Flags[string]): BodyForm | undefined {
+  if (value === undefined) return undefined;
+  if (!BODY_FORMS.includes(value as BodyForm)) throw new UsageError(`--body must be json or binary, got "${value}"`);
+  return value as BodyForm;
 }

@@ -23,8 +23,11 @@ export interface LoadOptions {
   concurrency: number;
   /** Total requests across all clients. */
   requests: number;
-  /** Request bodies: a list used round-robin, or a function of the request index. Build them once, up front. */
-  bodies: Buffer[] | ((index: number) => Buffer);
+  /**
+   * Request bodies: a list used round-robin, or a function of the request index. Build them once, up front. A plain
+   * Buffer is sent as JSON; a {@link RequestPayload} carries its own content type (e.g. a raw `image/jpeg` body).
+   */
+  bodies: (Buffer | RequestPayload)[] | ((index: number) => Buffer | RequestPayload);
   headers?: Record<string, string>;
   /** Per-request limit for headers and body; a request past it counts as an error ("timeout"). Default 60 s. */
   timeoutMs?: number;
@@ -63,12 +66,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   });
   const bodyAt = typeof options.bodies === "function" ? options.bodies : roundRobin(options.bodies);
   const headers = { "content-type": "application/json", ...options.headers };
+  // One header object per content type, built once: the hot loop only picks one.
+  const headersFor = new Map<string, Record<string, string>>();
   const method = options.method ?? "POST";
 
   const send = async (index: number): Promise<Outcome> => {
+    const payload = bodyAt(index);
+    let body: Buffer;
+    let requestHeaders: Record<string, string> = headers;
+    if (Buffer.isBuffer(payload)) body = payload;
+    else {
+      body = payload.body;
+      requestHeaders = headersFor.get(payload.contentType) ?? { ...headers, "content-type": payload.contentType };
+      headersFor.set(payload.contentType, requestHeaders);
+    }
     const start = process.hrtime.bigint();
     try {
-      const response = await pool.request({ path: options.path, method, headers, body: bodyAt(index) });
+      const response = await pool.request({ path: options.path, method, headers: requestHeaders, body });
       // Read the whole body: latency ends at the last byte, and an unread body would hold the connection.
       const text = await response.body.text();
       const ms = msSince(start);
@@ -123,7 +137,7 @@ async function closedLoop(total: number, concurrency: number, run: (index: numbe
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, client));
 }
 
-function roundRobin(bodies: Buffer[]): (index: number) => Buffer {
+function roundRobin<T>(bodies: T[]): (index: number) => T {
   if (bodies.length === 0) throw new RangeError("bodies must not be empty");
   return (index) => bodies[index % bodies.length];
 }
@@ -148,6 +162,35 @@ export async function listImages(dir: string): Promise<string[]> {
 export async function imageBodies(files: string[]): Promise<Buffer[]> {
   return Promise.all(
     files.map(async (file) => Buffer.from(JSON.stringify({ image: (await readFile(file)).toString("base64") }))),
+  );
+}
+
+/** How an image travels in a request body: base64 inside `{"image": …}` JSON, or the file's bytes as the body. */
+export type BodyForm = "json" | "binary";
+
+export const BODY_FORMS: readonly BodyForm[] = ["json", "binary"];
+
+/** A request body with its content type. */
+export interface RequestPayload {
+  body: Buffer;
+  contentType: string;
+}
+
+const IMAGE_TYPES: Record<string, string> = { ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp" };
+
+/**
+ * One request per image file in the chosen body form: `json` is `{"image": "<base64>"}` (application/json),
+ * `binary` is the file itself with its image content type (`image/jpeg`, `image/png`, `image/webp`), no base64 and
+ * no JSON on the way. Built once, up front.
+ */
+export async function imagePayloads(files: string[], form: BodyForm = "json"): Promise<RequestPayload[]> {
+  if (!BODY_FORMS.includes(form)) throw new RangeError(`body form must be json or binary, got "${form}"`);
+  return Promise.all(
+    files.map(async (file): Promise<RequestPayload> => {
+      const bytes = await readFile(file);
+      if (form === "json") return { body: Buffer.from(JSON.stringify({ image: bytes.toString("base64") })), contentType: "application/json" };
+      return { body: bytes, contentType: IMAGE_TYPES[path.extname(file).toLowerCase()] ?? "application/octet-stream" };
+    }),
   );
 }
 

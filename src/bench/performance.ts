@@ -1,28 +1,45 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Pool } from "undici";
-import { CLASSIFIER_SERVING_DEFAULTS, imageClassifier } from "../apps/image-classifier.js";
-import { preprocessBase64 } from "../apps/image-preprocess.js";
-import { availableCores } from "../runtime/device.js";
-import { imageBodies, runLoad, type LoadResult } from "./load.js";
-import { runPipeline } from "./pipeline.js";
+import type { Precision } from "../api.js";
+import { imageClassifier } from "../apps/image-classifier.js";
+import { preprocessBase64, preprocessImage } from "../apps/image-preprocess.js";
+import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
+import { DEFAULT_BASELINE_MODEL, runBaseline } from "./baseline.js";
+import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
+import { runPipeline, type PipelineReport } from "./pipeline.js";
 import { startServerProcess, withServerProcess, type ServerProcess } from "./server-process.js";
+import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "./serving-config.js";
 import { msSince, summarize } from "./stats.js";
 
 /**
  * The classifier path's performance figures, each measured on ONE photo (the seed's 768×576 JPEG by default) so they
- * compare with the reference LitServe numbers: preprocessing cost, the in-process pipeline limit and the served
- * throughput of `npm start`'s configuration, and the lone-request latency with batching on vs off.
+ * compare with the reference LitServe numbers, all for `npm start`'s configuration and in one run: preprocessing
+ * cost, the model's cost per image, the in-process pipeline limit, the served throughput at c=64 with base64 JSON
+ * and raw binary bodies (rounds alternating on one server) with the server's resident memory, and the lone-request
+ * latency with batching on vs off.
  */
 export interface PerformanceReport {
   image: string;
-  /** The served configuration (npm start's defaults). */
-  config: { maxBatchSize: number; batchTimeout: number; workers: number; precision: string };
-  /** base64 → normalised NCHW float32, one image at a time on one core: median ms. */
+  /** The served configuration (npm start's defaults), with the precision `auto` resolved to. */
+  config: ClassifierServingConfig & { resolvedPrecision: Precision };
+  /** JPEG bytes → normalised NCHW float32, one image at a time on one core: median ms (what a binary upload costs). */
   preprocessMs: number;
+  /** The same from base64 (what a JSON upload costs: the base64 decode added). */
+  preprocessBase64Ms: number;
+  /** The model alone at batch 64 on ONE thread (random input), median run time ÷ 64. */
+  modelMsPerImage: number;
+  /** The in-process limit for this configuration (base64 JSON requests, as the served JSON figure). */
+  pipeline: PipelineReport;
   pipelineImagesPerSecond: number;
-  /** Served at concurrency 64, real JPEG bodies. */
+  /** Served at c=64 with base64 JSON bodies: the median round. */
   served: LoadResult;
+  /** Served at c=64 with the JPEG as the raw body (`image/jpeg`): the median round. */
+  servedBinary: LoadResult | null;
+  /** Every round at c=64, in the order run (json, binary, json, binary…). */
+  rounds: { body: BodyForm; requestsPerSecond: number; errorCount: number; serverRssMiB: number | null }[];
+  /** Peak resident memory of the server's process tree over all c=64 rounds, MiB. */
+  serverRssMiB: number | null;
   /** c=1, requests alternating between two servers (batching off, batching on) so both see the same machine. */
   lone: { batchingOffP50Ms: number; batchingOnP50Ms: number; requestsEach: number };
 }
@@ -34,26 +51,73 @@ export interface PerformanceOptions {
   log?: (line: string) => void;
 }
 
+/** c=64: the seed's top concurrency level, where the targets are set. */
+const CONCURRENCY = 64;
+
 export async function measurePerformance(options: PerformanceOptions): Promise<PerformanceReport> {
   const quick = options.quick ?? false;
   const log = options.log ?? (() => {});
-  const workers = CLASSIFIER_SERVING_DEFAULTS.workers(availableCores());
-  const { maxBatchSize, batchTimeout, precision } = CLASSIFIER_SERVING_DEFAULTS;
+  const config = classifierServingConfig();
+  const { maxBatchSize, batchTimeout, precision, workers, threadsPerWorker } = config;
+  const resolvedPrecision = await resolvePrecision(DEFAULT_BASELINE_MODEL, precision);
   const source = imageClassifier({ precision });
-  const base64 = (await readFile(options.image)).toString("base64");
+  const bytes = await readFile(options.image);
+  const base64 = bytes.toString("base64");
 
   log(`performance · preprocessing ${path.basename(options.image)}, one image at a time`);
-  const preprocessMs = await medianPreprocessMs(base64, quick ? 100 : 300);
+  const runs = quick ? 100 : 300;
+  const preprocessMs = await medianMs(() => preprocessImage(bytes), runs);
+  const preprocessBase64Ms = await medianMs(() => preprocessBase64(base64), runs);
 
-  log(`performance · pipeline limit: batch ${maxBatchSize}, ${workers} worker(s), ${precision}`);
-  const pipeline = await runPipeline({ source, requests: [{ image: base64 }], batchSize: maxBatchSize, workers, images: quick ? 256 : 1024 });
+  log(`performance · model alone: batch 64, 1 thread, ${resolvedPrecision}`);
+  const model = await runBaseline({ precision: resolvedPrecision, threads: 1, batchSizes: [64], runs: quick ? 5 : 15, warmupRuns: 2 });
+  const modelMsPerImage = model.results[0].medianMs / 64;
 
-  const [body] = await imageBodies([options.image]);
-  const serverOptions = { api: source, maxBatchSize, batchTimeout, workersPerDevice: workers };
-  log("performance · served at c=64");
-  const served = await withServerProcess({ kind: "batchwise", options: serverOptions }, (server) =>
-    runLoad({ url: server.url, path: "/predict", concurrency: 64, requests: quick ? 512 : 2048, bodies: [body], warmupRequests: 128 }),
-  );
+  // The limit must be a limit: warm-up plus 1,024 images in quick mode too (fewer read low, see ./pipeline.ts).
+  log(`performance · pipeline limit: batch ${maxBatchSize}, ${workers} worker(s) × ${threadsPerWorker} thread(s), ${precision}`);
+  const pipeline = await runPipeline({
+    source,
+    requests: [{ image: base64 }],
+    batchSize: maxBatchSize,
+    workers,
+    threadsPerWorker,
+    images: quick ? 1024 : 2048,
+  });
+
+  const payloads: Record<BodyForm, RequestPayload[]> = {
+    json: await imagePayloads([options.image], "json"),
+    binary: await imagePayloads([options.image], "binary"),
+  };
+  const serverOptions = { api: source, maxBatchSize, batchTimeout, workersPerDevice: workers, threadsPerWorker };
+  const roundsEach = quick ? 2 : 3;
+  const requests = quick ? 512 : 1024;
+  log(`performance · served at c=${CONCURRENCY}: ${roundsEach} rounds each of base64 JSON and binary bodies, alternating`);
+  const levels: { body: BodyForm; level: ApiBenchLevel }[] = await withServerProcess({ kind: "batchwise", options: serverOptions }, async (server) => {
+    const done: { body: BodyForm; level: ApiBenchLevel }[] = [];
+    for (let round = 0; round < roundsEach; round++) {
+      for (const body of ["json", "binary"] as const) {
+        const report = await runApiBench({
+          url: server.url,
+          concurrency: [CONCURRENCY],
+          requests,
+          bodies: payloads[body],
+          serverPid: server.pid,
+          warmupRequests: round === 0 ? 2 * CONCURRENCY : CONCURRENCY,
+        });
+        const level = report.levels[0];
+        done.push({ body, level });
+        log(`performance · served c=${CONCURRENCY} ${body}: ${level.requestsPerSecond.toFixed(1)} img/s, RSS ${level.usage.serverRssMiB?.toFixed(0) ?? "n/a"} MiB` + (level.errorCount ? `, ${level.errorCount} errors (${level.firstError})` : ""));
+      }
+    }
+    return done;
+  });
+  const medianRound = (body: BodyForm): LoadResult | null => {
+    const of = levels.filter((l) => l.body === body).map((l) => l.level).sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+    if (!of.length) return null;
+    const { usage: _usage, ...result } = of[Math.floor((of.length - 1) / 2)];
+    return result;
+  };
+  const rssValues = levels.map((l) => l.level.usage.serverRssMiB).filter((v): v is number => typeof v === "number");
 
   log("performance · lone request, batching off vs on, interleaved");
   const requestsEach = quick ? 100 : 400;
@@ -61,13 +125,24 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   try {
     const on = await startServerProcess({ kind: "batchwise", options: serverOptions });
     try {
-      const [offMs, onMs] = await alternatingLatencies([off, on], body, requestsEach);
+      const [offMs, onMs] = await alternatingLatencies([off, on], payloads.json[0].body, requestsEach);
       return {
         image: options.image,
-        config: { maxBatchSize, batchTimeout, workers, precision },
+        config: { ...config, resolvedPrecision },
         preprocessMs,
+        preprocessBase64Ms,
+        modelMsPerImage,
+        pipeline,
         pipelineImagesPerSecond: pipeline.imagesPerSecond,
-        served,
+        served: medianRound("json")!,
+        servedBinary: medianRound("binary"),
+        rounds: levels.map(({ body, level }) => ({
+          body,
+          requestsPerSecond: level.requestsPerSecond,
+          errorCount: level.errorCount,
+          serverRssMiB: level.usage.serverRssMiB ?? null,
+        })),
+        serverRssMiB: rssValues.length ? Math.max(...rssValues) : null,
         lone: { batchingOffP50Ms: summarize(offMs).p50, batchingOnP50Ms: summarize(onMs).p50, requestsEach },
       };
     } finally {
@@ -78,12 +153,13 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   }
 }
 
-async function medianPreprocessMs(base64: string, runs: number): Promise<number> {
-  for (let i = 0; i < 10; i++) await preprocessBase64(base64);
+/** Median of `runs` sequential calls after 10 untimed ones. */
+async function medianMs(work: () => Promise<unknown>, runs: number): Promise<number> {
+  for (let i = 0; i < 10; i++) await work();
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const start = process.hrtime.bigint();
-    await preprocessBase64(base64);
+    await work();
     times.push(msSince(start));
   }
   return summarize(times).p50;

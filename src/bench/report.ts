@@ -12,7 +12,7 @@ import {
 } from "../plot/plotly.js";
 import { ChromiumNotFoundError, renderFigurePng } from "../plot/png.js";
 import { machineSummary } from "./machine.js";
-import { shorten, type SuiteResults } from "./suite.js";
+import { shorten, type SuiteResults } from "./suite-results.js";
 import { cell } from "./table.js";
 
 /**

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { mean } from "./stats.js";
 
 /**
@@ -17,6 +17,8 @@ export interface UsagePoint {
   t: number;
   /** Per PID, percent of one core; null when the process could not be read (it exited). */
   processCpu: Record<string, number | null>;
+  /** Per PID, resident memory of the process and its descendants in MiB; null when it could not be read. */
+  processRssMiB?: Record<string, number | null>;
   /** Percent of all cores. */
   machineCpu: number | null;
   /** Mean over GPUs, percent; null without nvidia-smi. */
@@ -30,6 +32,8 @@ export interface UsageReport {
   cores: number;
   /** Mean over the run, per PID (percent of one core). */
   processCpu: Record<string, number | null>;
+  /** Peak over the run, per PID: resident memory of the process tree (a server and any child processes), MiB. */
+  processPeakRssMiB: Record<string, number | null>;
   machineCpu: number | null;
   gpuUtilization: number | null;
   gpuMemoryMiB: number | null;
@@ -77,11 +81,17 @@ export class UsageSampler {
     };
     const processCpu: Record<string, number | null> = {};
     for (const pid of this.pids) processCpu[pid] = average((p) => p.processCpu[pid] ?? null);
+    const processPeakRssMiB: Record<string, number | null> = {};
+    for (const pid of this.pids) {
+      const values = this.series.map((p) => p.processRssMiB?.[pid] ?? null).filter((v): v is number => v !== null);
+      processPeakRssMiB[pid] = values.length ? Math.max(...values) : null;
+    }
     const gpuUtilization = average((p) => p.gpuUtilization);
     return {
       intervalMs: this.intervalMs,
       cores: this.cores,
       processCpu,
+      processPeakRssMiB,
       machineCpu: average((p) => p.machineCpu),
       gpuUtilization,
       gpuMemoryMiB: average((p) => p.gpuMemoryMiB),
@@ -107,10 +117,13 @@ export class UsageSampler {
       const total = machine.total - this.previous.machine.total;
       machineCpu = total > 0 ? ((machine.busy - this.previous.machine.busy) / total) * 100 : null;
     }
+    const processRssMiB: Record<string, number | null> = {};
+    for (const pid of this.pids) processRssMiB[pid] = readTreeRssMiB(pid);
     const gpu = this.gpu?.latest() ?? null;
     this.series.push({
       t: Number(at - this.started) / 1e9,
       processCpu,
+      processRssMiB,
       machineCpu,
       gpuUtilization: gpu?.utilization ?? null,
       gpuMemoryMiB: gpu?.memoryMiB ?? null,
@@ -145,6 +158,50 @@ export function readProcessTicks(pid: number): number | null {
     return Number(fields[11]) + Number(fields[12]);
   } catch {
     return null;
+  }
+}
+
+/**
+ * Resident memory of a process and all its descendants (from /proc/<pid>/status VmRSS, children from
+ * /proc/<pid>/task/<tid>/children), in MiB; null when the process cannot be read. Worker threads share their
+ * process's memory, so a batchwise server's workers are in its own figure; child processes are added.
+ */
+export function readTreeRssMiB(pid: number): number | null {
+  const own = readRssKiB(pid);
+  if (own === null) return null;
+  let kib = own;
+  const seen = new Set([pid]);
+  const stack = childPids(pid);
+  while (stack.length) {
+    const child = stack.pop()!;
+    if (seen.has(child)) continue;
+    seen.add(child);
+    kib += readRssKiB(child) ?? 0;
+    stack.push(...childPids(child));
+  }
+  return kib / 1024;
+}
+
+function readRssKiB(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    });
+  } catch {
+    return [];
   }
 }
 

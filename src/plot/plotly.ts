@@ -103,7 +103,7 @@ export function latencyPercentiles(
       ...BASE_LAYOUT,
       title: { text: title },
       xaxis: { title: { text: "concurrent clients" }, type: "log", tickvals: concurrencyTicks(series) },
-      yaxis: { title: { text: "latency (ms)" }, type: "log" },
+      yaxis: { title: { text: "latency (ms)" }, ...logAxis125(series.flatMap((s) => s.points.flatMap((p) => [p.p50, p.p95, p.p99]))) },
     },
   };
 }
@@ -184,6 +184,59 @@ export function usageOverTime(
       ...(hasGpu ? { yaxis2: { title: { text: "MiB" }, overlaying: "y", side: "right", rangemode: "tozero" } } : {}),
     },
   };
+}
+
+/**
+ * Batches per batch-size bucket, one group of bars per concurrency level: how full the batcher's batches were.
+ * `buckets` are per-bucket counts (not cumulative), e.g. from {@link histogramBuckets} of two /metrics readings.
+ */
+export function batchSizeHistogram(
+  series: { concurrency: number; buckets: { le: string; count: number }[] }[],
+  title = "Batches per size bucket, by concurrency (from /metrics)",
+): Figure {
+  return {
+    data: series.map((h, i) => ({
+      type: "bar",
+      name: `${h.concurrency} client${h.concurrency > 1 ? "s" : ""}`,
+      x: h.buckets.filter((b) => b.le !== "+Inf").map((b) => `≤ ${b.le}`),
+      y: h.buckets.filter((b) => b.le !== "+Inf").map((b) => b.count),
+      marker: { color: COLORS[i % COLORS.length] },
+    })),
+    layout: {
+      ...BASE_LAYOUT,
+      title: { text: title },
+      barmode: "group",
+      xaxis: { title: { text: "batch size" } },
+      yaxis: { title: { text: "batches" }, rangemode: "tozero" },
+    },
+  };
+}
+
+/**
+ * A log axis labelled at 1-2-5 steps (1, 2, 5, 10, 20, 50 …) over the range the values span, instead of plotly's
+ * default, which labels every minor step (2, 3, 4 … 9) once a log axis covers less than about two decades and
+ * prints overlapping labels. Pass every value the axis shows; non-positive values are ignored (log axes drop them).
+ */
+export function logAxis125(values: (number | null | undefined)[]): { type: "log"; tickvals?: number[]; ticktext?: string[] } {
+  const positive = values.filter((v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0);
+  if (positive.length === 0) return { type: "log" };
+  const tickvals = ticks125(Math.min(...positive), Math.max(...positive));
+  return { type: "log", tickvals, ticktext: tickvals.map((v) => formatTick(v)) };
+}
+
+/** 1-2-5 ticks from the one at or below `min` to the one at or above `max`. */
+export function ticks125(min: number, max: number): number[] {
+  const ticks: number[] = [];
+  for (let decade = Math.floor(Math.log10(min)); decade <= Math.ceil(Math.log10(max)); decade++) {
+    for (const step of [1, 2, 5]) ticks.push(Number((step * 10 ** decade).toPrecision(12)));
+  }
+  const below = ticks.filter((t) => t <= min).pop() ?? ticks[0];
+  const above = ticks.find((t) => t >= max) ?? ticks[ticks.length - 1];
+  return ticks.filter((t) => t >= below && t <= above);
+}
+
+function formatTick(value: number): string {
+  return value >= 1000 ? `${value / 1000}k` : String(value);
 }
 
 /** A plain bar chart (e.g. images/s per precision, or a before/after comparison). */
@@ -344,4 +397,3 @@ export function formatNumber(value: number | null | undefined, digits = 1): stri
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(digits);
 }
 
-export { renderPng, renderFigurePng, findChromium, ChromiumNotFoundError } from "./png.js";

@@ -1,0 +1,93 @@
+/**
+ * `batchwise/bench`: the benchmark and plotting toolkit that the tutorial notebooks and the `batchwise bench` CLI
+ * are built from. It sits above the library (it starts servers, loads models, drives load) and nothing in the
+ * serving core imports it.
+ *
+ * - measure: raw model ({@link runBaseline}), in-process pipeline limit ({@link runPipeline}), a served API under
+ *   closed-loop load ({@link runApiBench}, {@link runLoad}), framework overhead ({@link runOverhead}), precisions
+ *   ({@link runPrecisionBench}), chat tokens/s ({@link runStreamLoad}), the whole suite ({@link runSuite});
+ * - run servers for measuring in their own process ({@link withServerProcess});
+ * - draw: plotly figures for notebooks ({@link displayFigure}) and self-contained HTML/PNG reports;
+ * - notebook helpers ({@link notebookEnvironment}, {@link busyWarning}, {@link getJson}).
+ *
+ * @example
+ * ```ts
+ * import { notebookEnvironment, runApiBench, withServerProcess, displayFigure, throughputVsConcurrency } from "batchwise/bench";
+ * import { imageClassifier } from "batchwise/classifier";
+ * const env = notebookEnvironment();
+ * const served = await withServerProcess({ kind: "batchwise", options: { api: imageClassifier() } }, (server) =>
+ *   runApiBench({ url: server.url, serverPid: server.pid, imagesDir: env.imagesDir, concurrency: [1, 64], waves: 4 }));
+ * displayFigure(throughputVsConcurrency([{ name: "npm start", points: served.levels }]));
+ * ```
+ */
+
+// measuring
+export { runBaseline, modelFile, DEFAULT_BATCH_SIZES, DEFAULT_BASELINE_MODEL } from "./baseline.js";
+export type { BaselineOptions, BaselineReport, BaselineResult } from "./baseline.js";
+export { runPipeline, DEFAULT_PIPELINE_IMAGES } from "./pipeline.js";
+export type { PipelineOptions, PipelineReport } from "./pipeline.js";
+export { runApiBench, formatApiTable, DEFAULT_CONCURRENCY } from "./api-bench.js";
+export type { ApiBenchOptions, ApiBenchLevel, ApiBenchReport } from "./api-bench.js";
+export { runLoad, imagePayloads, imageBodies, listImages, defaultImagesDir, BODY_FORMS } from "./load.js";
+export type { LoadOptions, LoadResult, BodyForm, RequestPayload } from "./load.js";
+export { runOverhead, formatOverheadTable } from "./overhead.js";
+export type { OverheadOptions, OverheadReport, OverheadRow } from "./overhead.js";
+export { noopApi, NoopAPI } from "./noop-api.js";
+export { runPrecisionBench, formatPrecisionTable } from "./precision.js";
+export type { PrecisionBenchOptions, PrecisionBenchReport, PrecisionRow, PrecisionAgreement, PrecisionMemory } from "./precision.js";
+export { measurePerformance } from "./performance.js";
+export type { PerformanceOptions, PerformanceReport } from "./performance.js";
+export { runStreamLoad, summarizeStreams, streamChatCompletion, benchLlm, formatLlmTable } from "./llm.js";
+export type { BenchLlmOptions, BenchLlmResult, LlmLevelResult, StreamTiming, LatencySummary } from "./llm.js";
+export { classifierServingConfig, resolvePrecision } from "./serving-config.js";
+export type { ClassifierServingConfig } from "./serving-config.js";
+
+// the suite and its report
+export { runSuite, formatSuiteSummary, SUITE_CONFIGS, SUITE_TARGETS } from "./suite.js";
+export type { SuiteOptions } from "./suite.js";
+export type { SuiteConfig, SuiteResults, ConfigResult } from "./suite-results.js";
+export { writeReport, reportHtml, reportSections } from "./report.js";
+export { evaluateTargets, formatTargetsTable } from "./targets.js";
+export type { Target, TargetOutcome } from "./targets.js";
+
+// servers in their own process, machine and resource readings
+export { startServerProcess, withServerProcess } from "./server-process.js";
+export type { ServerProcess } from "./server-process.js";
+export type { ChildServerConfig } from "./serve-child.js";
+export { machineInfo, machineSummary } from "./machine.js";
+export type { MachineInfo } from "./machine.js";
+export { UsageSampler, withUsage, readTreeRssMiB } from "./usage.js";
+export type { UsagePoint, UsageReport } from "./usage.js";
+export { histogramBuckets, bucketDifference } from "./metrics-text.js";
+
+// numbers and tables
+export { summarize, percentile, median, mean } from "./stats.js";
+export type { Summary } from "./stats.js";
+export { formatTable, cell } from "./table.js";
+
+// notebooks
+export { notebookEnvironment, readPrevious, busyWarning, getJson, getText, withoutSeries } from "./notebook.js";
+export type { NotebookEnvironment } from "./notebook.js";
+
+// figures
+export {
+  throughputVsBatchSize,
+  throughputVsConcurrency,
+  latencyPercentiles,
+  usageByConcurrency,
+  usageOverTime,
+  batchSizeHistogram,
+  barChart,
+  logAxis125,
+  ticks125,
+  displayFigure,
+  figureHtml,
+  pageHtml,
+  plotlyScriptTag,
+  escapeHtml,
+  formatNumber,
+} from "../plot/plotly.js";
+export type { Figure, Series, PageSection } from "../plot/plotly.js";
+export { precisionFigure } from "../plot/precision.js";
+export { renderPng, renderFigurePng, findChromium, ChromiumNotFoundError } from "../plot/png.js";
+export type { PngOptions } from "../plot/png.js";
