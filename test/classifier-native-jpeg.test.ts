@@ -83,6 +83,21 @@ describe.skipIf(!nativeJpeg)("native JPEG preprocessing", () => {
     await expect(native.preprocess(photo, new Float32Array(10), plan(768, 576))).rejects.toThrow(/does not fit/);
     const zeroCrop = plan(768, 576);
     zeroCrop[4] = 0;
-    await expect(native.preprocess(photo, out, zeroCrop)).rejects.toThrow(/does not fit/);
+    await expect(native.preprocess(photo, out, zeroCrop)).rejects.toThrow(/out of range/);
+  });
+
+  it("a plan with NaN, infinities, fractions, negative or huge sizes, or a zero std is rejected, never cast", async () => {
+    const photo = readFileSync(image("darknet_dog.jpg"));
+    const out = new Float32Array(IMAGE_VALUES);
+    const cases: Array<[number, number, RegExp]> = [
+      [0, NaN, /not finite/], [1, Infinity, /not finite/], [9, -Infinity, /not finite/], [2, -1, /out of range/],
+      [3, 1.5, /out of range/], [0, 2 ** 31, /out of range/], [4, 5000, /out of range/], [8, 0, /out of range/],
+      [2, 200, /does not fit/],
+    ];
+    for (const [index, value, message] of cases) {
+      const p = plan(768, 576);
+      p[index] = value;
+      await expect(native.preprocess(photo, out, p), `plan[${index}] = ${value}`).rejects.toThrow(message);
+    }
   });
 });
