@@ -4,7 +4,8 @@ import type { Device, RequestContext } from "../src/api.js";
 import { ChatAPI, encodeChat } from "../src/apps/chat.js";
 import type { GenerationRequest } from "../src/apps/chat-engine.js";
 import { loadCausalLM, loadTokenizer, resolveModel } from "../src/apps/chat-model.js";
-import { parseChatRequest, type ChatStep } from "../src/specs/openai.js";
+import type { ChatStep } from "../src/apps/chat-types.js";
+import { parseChatRequest } from "../src/specs/openai.js";
 
 // The chat API in-process on the real local models: the decode loop against transformers.js's own generate(),
 // batched against one-at-a-time, seeded sampling, stop strings, aborts and context limits.
@@ -20,7 +21,7 @@ interface Result {
 }
 
 async function decode(api: ChatAPI, body: Record<string, unknown>): Promise<GenerationRequest> {
-  return api.decodeRequest(parseChatRequest(body), ctx());
+  return (await api.decodeRequest(parseChatRequest(body), ctx())) as GenerationRequest;
 }
 
 /** Run one predict call to the end, collecting each item's text pieces and final step. */
@@ -28,7 +29,8 @@ async function collect(api: ChatAPI, inputs: GenerationRequest[], signals = inpu
   const results: Result[] = inputs.map(() => ({ text: "", pieces: [] }));
   let steps = 0;
   for await (const step of api.predict(inputs, { signals, device })) {
-    step.forEach((item: ChatStep | undefined, i) => {
+    step.forEach((output, i) => {
+      const item = output as ChatStep | undefined;
       if (!item) return;
       results[i].text += item.text;
       if (item.text) results[i].pieces.push(item.text);

@@ -4,6 +4,7 @@ import type { RequestContext } from "../src/api.js";
 import { ChatAPI, chatModel } from "../src/apps/chat.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
+import type { ChatStep } from "../src/apps/chat-types.js";
 
 // The chat model behind the OpenAI spec on a real server (model in a worker thread, dynamic batching on), through
 // the official openai client, checked against the same model generating in this process.
@@ -28,7 +29,7 @@ async function inProcess(content: string, maxTokens: number) {
   const input = await local.decodeRequest(parseChatRequest({ messages: [{ role: "user", content }], max_tokens: maxTokens }), ctx);
   let text = "";
   for await (const step of local.predict([input], { signals: [ctx.signal], device: { accelerator: "cpu", index: 0, threads: 1, id: "cpu" } })) {
-    text += step[0]?.text ?? "";
+    text += (step[0] as ChatStep | undefined)?.text ?? "";
   }
   return text;
 }

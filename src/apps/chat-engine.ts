@@ -14,7 +14,7 @@
  * on what else is in the batch (up to float rounding in the matrix products).
  */
 import { Tensor } from "@huggingface/transformers";
-import type { ChatStep, FinishReason } from "../specs/openai.js";
+import type { ChatStep, FinishReason, OutputFormat } from "./chat-types.js";
 import { TokenSampler, type SamplingParams } from "./chat-sampler.js";
 import { StreamingDetokenizer, type Decode } from "./chat-text.js";
 
@@ -25,6 +25,20 @@ export interface GenerationRequest {
   maxTokens: number;
   sampling: SamplingParams;
   stop: string[];
+  /** Restrict the output (JSON object / JSON Schema) by constrained decoding; undefined = free text. */
+  format?: OutputFormat;
+}
+
+/**
+ * Chooses a sequence's tokens under a constraint (see constrained-sampler.ts). Its token texts are the output
+ * text, so what the client receives is exactly what the constraint checked.
+ */
+export interface TokenConstraint {
+  /** The next token from one row of logits, with `remaining` tokens of budget (this one included). */
+  next(logits: Float32Array, sampler: TokenSampler, remaining: number): number;
+  text(id: number): string;
+  /** The output is a complete value (nothing more is needed). */
+  complete(): boolean;
 }
 
 /** The part of a transformers.js causal LM the loop drives: one forward pass with explicit inputs. */
@@ -36,6 +50,8 @@ export interface EngineConfig {
   eosTokenIds: ReadonlySet<number>;
   padTokenId: number;
   decode: Decode;
+  /** The constraint for a request's output format (undefined: unconstrained). */
+  constrain?: (format: OutputFormat | undefined) => TokenConstraint | undefined;
 }
 
 type StepBatch = (ChatStep | undefined)[];
@@ -61,9 +77,11 @@ class Sequence {
     readonly owner: StepStream,
     readonly index: number,
     decode: Decode,
+    readonly constraint: TokenConstraint | undefined,
   ) {
     this.sampler = new TokenSampler(request.sampling);
-    this.text = new StreamingDetokenizer(decode, request.stop);
+    const own = constraint ? (ids: number[]) => ids.map((id) => constraint.text(id)).join("") : decode;
+    this.text = new StreamingDetokenizer(own, request.stop);
   }
 }
 
@@ -84,7 +102,11 @@ export class GenerationEngine {
     const stream = new StepStream(requests.length, () => {
       for (const sequence of [...this.running, ...this.joining]) if (sequence.owner === stream) sequence.done = true;
     });
-    requests.forEach((request, i) => this.joining.push(new Sequence(request, signals[i], stream, i, this.config.decode)));
+    // Built before any is queued: a schema the constraint cannot compile fails this call, not the running batch.
+    const constraints = requests.map((request) => this.config.constrain?.(request.format));
+    requests.forEach((request, i) =>
+      this.joining.push(new Sequence(request, signals[i], stream, i, this.config.decode, constraints[i])),
+    );
     this.loop ??= this.run().finally(() => (this.loop = null));
     return stream;
   }
@@ -186,7 +208,8 @@ export class GenerationEngine {
     const data = logits.data as Float32Array;
     sequences.forEach((s, row) => {
       const offset = (row * length + length - 1) * vocab;
-      const token = s.sampler.next(data.subarray(offset, offset + vocab));
+      const scores = data.subarray(offset, offset + vocab);
+      const token = s.constraint ? s.constraint.next(scores, s.sampler, s.request.maxTokens - s.generated) : s.sampler.next(scores);
       this.accept(s, token);
     });
   }
@@ -204,7 +227,8 @@ export class GenerationEngine {
       text = delta.text;
       if (delta.stopped) finishReason = "stop";
       else if (s.generated >= s.request.maxTokens) {
-        finishReason = "length";
+        // A constrained output completed exactly by its last allowed token is whole: it stopped, nothing was cut.
+        finishReason = s.constraint?.complete() ? "stop" : "length";
         text += s.text.flush();
       }
     }

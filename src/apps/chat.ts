@@ -23,9 +23,18 @@ import {
   type RequestContext,
   type SetupContext,
 } from "../api.js";
-import { SERVED_MODEL_STATE, type ChatCompletionRequest, type ChatMessage, type ChatStep } from "../specs/openai.js";
 import { GenerationEngine, type CausalLM, type GenerationRequest } from "./chat-engine.js";
 import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./chat-model.js";
+import {
+  SERVED_MODEL_STATE,
+  type ChatMessage,
+  type ChatOutput,
+  type ChatRequest,
+  type ChatStep,
+  type OutputFormat,
+} from "./chat-types.js";
+import { ConstraintCache, TokenVocabulary } from "./constrained-sampler.js";
+import { compileSchema, UnsupportedSchemaError } from "./json-schema-constraint.js";
 
 export interface ChatOptions {
   /** Folder path, id under BATCHWISE_MODELS_DIR, or Hugging Face Hub id. Default {@link DEFAULT_CHAT_MODEL}. */
@@ -47,7 +56,10 @@ interface ModelLimits {
   defaultTopP: number;
 }
 
-export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, ChatStep, ChatStep> {
+/** One request's generations: a chat or single prompt is one sequence; several prompts are several. */
+export type ChatInput = GenerationRequest | GenerationRequest[];
+
+export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOutput> {
   private readonly model: ResolvedModel;
   private tokenizer: Promise<{ tokenizer: PreTrainedTokenizer; limits: ModelLimits }> | null = null;
   private engine: GenerationEngine | null = null;
@@ -72,10 +84,22 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
     const eos = [config.eos_token_id, lm.generation_config?.eos_token_id, tokenizer.eos_token_id]
       .flat()
       .filter((id): id is number => typeof id === "number");
+    const decode = (ids: number[]) => tokenizer.decode(ids, { skip_special_tokens: true });
+    // Token texts for constrained decoding, computed on the first request that asks for a format (≈ 30 µs a token).
+    let constraints: ConstraintCache | null = null;
+    const vocabSize = typeof config.vocab_size === "number" ? config.vocab_size : vocabularySize(tokenizer);
     this.engine = new GenerationEngine(lm as unknown as CausalLM, {
       eosTokenIds: new Set(eos),
       padTokenId: typeof config.pad_token_id === "number" ? config.pad_token_id : 0,
-      decode: (ids) => tokenizer.decode(ids, { skip_special_tokens: true }),
+      decode,
+      constrain: (format) => {
+        if (!format || format.type === "text") return undefined;
+        constraints ??= new ConstraintCache(
+          TokenVocabulary.fromDecode(vocabSize, decode, anchorToken(tokenizer), [...tokenizer.all_special_ids, ...eos]),
+          [...new Set(eos)],
+        );
+        return constraints.decoderFor(format);
+      },
     });
     this.info = {
       model: this.model.id,
@@ -88,22 +112,33 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
       chatTemplate: tokenizer.chat_template ? "from the tokenizer" : "none in the tokenizer: plain 'role: content' lines",
       defaultTemperature: limits.defaultTemperature,
       batching: "continuous: rows join and leave a shared KV cache between decode steps",
+      tools: usesTools(tokenizer) ? "passed to the chat template" : "not supported by this model's chat template",
+      structuredOutput: "json_object and json_schema by constrained decoding",
     };
   }
 
-  override async decodeRequest(request: ChatCompletionRequest, ctx: RequestContext): Promise<GenerationRequest> {
+  override async decodeRequest(request: ChatRequest, ctx: RequestContext): Promise<ChatInput> {
     const { tokenizer, limits } = await this.loadTokenizer();
     ctx.state[SERVED_MODEL_STATE] = this.model.id;
+    checkFormat(request.format);
+    if (request.prompts) return request.prompts.map((prompt) => this.sequence(request, prompt, limits, () => tokenizer.encode(prompt, { add_special_tokens: true })));
+    const tools = toolsFor(tokenizer, request);
+    const messages = request.messages ?? [];
+    return this.sequence(request, messages, limits, () => encodeChat(tokenizer, messages, tools));
+  }
+
+  /** One sequence to generate, or a 400 when its prompt cannot fit the context window. */
+  private sequence(request: ChatRequest, prompt: string | ChatMessage[], limits: ModelLimits, encode: () => number[]): GenerationRequest {
     // Tokenizing runs on the main thread: a prompt that cannot fit is refused by its length before it costs that.
-    const characters = request.messages.reduce((sum, message) => sum + message.content.length, 0);
+    const characters = typeof prompt === "string" ? prompt.length : prompt.reduce((sum, message) => sum + message.content.length, 0);
     const maxCharacters = limits.contextLength * MAX_CHARACTERS_PER_TOKEN;
     if (characters > maxCharacters) {
       throw new BadRequestError(
-        `The messages are ${characters} characters; this model's context window is ${limits.contextLength} tokens, at most ${maxCharacters} characters`,
+        `The ${typeof prompt === "string" ? "prompt is" : "messages are"} ${characters} characters; this model's context window is ${limits.contextLength} tokens, at most ${maxCharacters} characters`,
         "context_length_exceeded",
       );
     }
-    const promptIds = encodeChat(tokenizer, request.messages);
+    const promptIds = encode();
     const room = limits.contextLength - promptIds.length;
     if (room <= 0) {
       throw new BadRequestError(
@@ -120,15 +155,43 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
         seed: request.seed,
       },
       stop: request.stop,
+      format: request.format?.type === "text" ? undefined : request.format,
     };
   }
 
-  override predict(batch: GenerationRequest[], ctx: PredictContext): AsyncIterable<(ChatStep | undefined)[]> {
+  /**
+   * Every sequence of the batch in one engine call; a request with several prompts gets, per step, the steps of
+   * its prompts that have news (each with its choice index).
+   */
+  override async *predict(batch: ChatInput[], ctx: PredictContext): AsyncIterable<(ChatOutput | undefined)[]> {
     if (!this.engine) throw new Error("ChatAPI.predict called before setup");
-    return this.engine.generate(batch, ctx.signals);
+    const sequences: GenerationRequest[] = [];
+    const signals: AbortSignal[] = [];
+    const owner: { item: number; choice: number }[] = [];
+    batch.forEach((input, item) => {
+      (Array.isArray(input) ? input : [input]).forEach((sequence, choice) => {
+        sequences.push(sequence);
+        signals.push(ctx.signals[item]);
+        owner.push({ item, choice });
+      });
+    });
+    if (owner.length === batch.length && batch.every((input) => !Array.isArray(input))) {
+      yield* this.engine.generate(sequences, signals);
+      return;
+    }
+    for await (const step of this.engine.generate(sequences, signals)) {
+      const out: (ChatOutput | undefined)[] = batch.map(() => undefined);
+      step.forEach((s, j) => {
+        if (!s) return;
+        const { item, choice } = owner[j];
+        if (!Array.isArray(batch[item])) out[item] = s;
+        else ((out[item] ??= []) as ChatStep[]).push({ ...s, index: choice });
+      });
+      yield out;
+    }
   }
 
-  override encodeResponse(output: ChatStep): ChatStep {
+  override encodeResponse(output: ChatOutput): ChatOutput {
     return output;
   }
 
@@ -148,12 +211,69 @@ export class ChatAPI extends ModelAPI<ChatCompletionRequest, GenerationRequest, 
 const MAX_CHARACTERS_PER_TOKEN = 32;
 
 /** The prompt as token ids: the model's chat template, or plain "role: content" lines when it has none. */
-export function encodeChat(tokenizer: PreTrainedTokenizer, messages: ChatMessage[]): number[] {
+export function encodeChat(tokenizer: PreTrainedTokenizer, messages: ChatMessage[], tools?: unknown[]): number[] {
   const text = tokenizer.chat_template
-    ? (tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true }) as string)
+    ? (tokenizer.apply_chat_template(messages as never, {
+        tokenize: false,
+        add_generation_prompt: true,
+        ...(tools ? { tools: tools as never } : {}),
+      }) as string)
     : messages.map((m) => `${m.role}: ${m.content}\n`).join("") + "assistant:";
   // Templates write their own special tokens (e.g. BOS); without one, the tokenizer's defaults add them.
   return tokenizer.encode(text, { add_special_tokens: !tokenizer.chat_template });
+}
+
+/** A chat template that renders tool definitions mentions them (Jinja variable `tools`). */
+function usesTools(tokenizer: PreTrainedTokenizer): boolean {
+  const template = tokenizer.chat_template as unknown;
+  const text = typeof template === "string" ? template : JSON.stringify(template ?? "");
+  return /\btools\b/.test(text);
+}
+
+/**
+ * The tools to render into the prompt, or a 400 when the request needs what this server cannot do: tools with a
+ * template that ignores them, or a tool_choice that forces a call (generated tool calls are not parsed into
+ * `tool_calls`, so a forced call could not be honoured).
+ */
+function toolsFor(tokenizer: PreTrainedTokenizer, request: ChatRequest): unknown[] | undefined {
+  const choice = request.toolChoice;
+  if (choice !== undefined && choice !== "auto" && choice !== "none") {
+    throw new BadRequestError(
+      `tool_choice ${JSON.stringify(choice)} is not supported: this server cannot force a tool call (use "auto" or "none")`,
+      "unsupported_parameter",
+    );
+  }
+  if (!request.tools || request.tools.length === 0 || choice === "none") return undefined;
+  if (!usesTools(tokenizer)) {
+    throw new BadRequestError(
+      "This model's chat template does not support tools: the request's 'tools' would be ignored",
+      "unsupported_parameter",
+    );
+  }
+  return request.tools;
+}
+
+/** A schema with keywords constrained decoding cannot enforce is refused before it is queued. */
+function checkFormat(format: OutputFormat | undefined): void {
+  if (format?.type !== "json_schema") return;
+  try {
+    compileSchema(format.schema);
+  } catch (error) {
+    if (error instanceof UnsupportedSchemaError) throw new BadRequestError(error.message, "unsupported_schema");
+    throw error;
+  }
+}
+
+/** A token whose decoded text is plain ASCII, decoded before each token to learn its text inside a sequence. */
+function anchorToken(tokenizer: PreTrainedTokenizer): number {
+  const ids = tokenizer.encode("a", { add_special_tokens: false });
+  return ids[ids.length - 1];
+}
+
+function vocabularySize(tokenizer: PreTrainedTokenizer): number {
+  const vocab = tokenizer.get_vocab() as Map<string, number> | Record<string, number>;
+  const ids = vocab instanceof Map ? [...vocab.values()] : Object.values(vocab);
+  return Math.max(...ids) + 1;
 }
 
 function limitsOf(tokenizer: PreTrainedTokenizer): ModelLimits {

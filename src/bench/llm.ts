@@ -19,6 +19,7 @@ import type { RequestContext } from "../api.js";
 import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
 import type { ServerOptions } from "../server/server.js";
 import { availableCores } from "../runtime/device.js";
+import type { ChatStep } from "../apps/chat-types.js";
 import { parseChatRequest } from "../specs/openai.js";
 import { startServerProcess, type ServerProcess } from "./server-process.js";
 import { percentile, ratePerSecond } from "./stats.js";
@@ -244,7 +245,9 @@ async function generateInProcess(api: ChatAPI, bodies: Record<string, unknown>[]
   const signals = inputs.map(() => new AbortController().signal);
   for await (const step of api.predict(inputs, { signals, device: CPU(availableCores()) })) {
     const now = performance.now() - started;
-    step.forEach((item, i) => {
+    step.forEach((output, i) => {
+      // A chat request is one sequence: its output is a single step.
+      const item = output as ChatStep | undefined;
       if (!item) return;
       const row = rows[i];
       if (item.text) {

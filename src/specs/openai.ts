@@ -1,10 +1,13 @@
 /**
- * The OpenAI chat completions wire format on top of the batching core: `POST /v1/chat/completions` (JSON, or
- * Server-Sent Events with `stream: true`) and `GET /v1/models`, so the official `openai` clients work unchanged.
+ * The OpenAI wire format on top of the batching core: `POST /v1/chat/completions` and `POST /v1/completions` (JSON,
+ * or Server-Sent Events with `stream: true`) and `GET /v1/models`, so the official `openai` clients work unchanged.
+ * Both POST routes go through the same endpoint: one queue, one batcher, one engine.
  *
  * The API behind it always streams: its predict is an async generator and its encodeResponse yields one
- * {@link ChatStep} per generation step. A streaming request turns each step into an SSE chunk as soon as it
- * exists; a non-streaming request concatenates the steps into one `chat.completion`.
+ * {@link ChatStep} per generation step (a list of steps, one per prompt with news, for a multi-prompt completion).
+ * A streaming request turns the steps into SSE chunks as soon as they exist — the steps that are already waiting
+ * when the socket asks for more go out as one chunk, so a client that falls behind costs one write, not one per
+ * token; a non-streaming request concatenates the steps into one response.
  *
  * @example
  * ```ts
@@ -15,68 +18,53 @@
  */
 import { randomUUID } from "node:crypto";
 import type { RequestContext } from "../api.js";
+import { SERVED_MODEL_STATE, type ChatOutput, type ChatStep, type FinishReason, type TokenUsage } from "../apps/chat-types.js";
 import { HttpError, toHttpError } from "../server/errors.js";
 import type { Spec, SpecResponse } from "../server/spec.js";
+import { LlmMetrics } from "./openai-metrics.js";
+import {
+  InvalidRequestError,
+  parseChatRequest,
+  parseCompletionRequest,
+  type ChatCompletionRequest,
+  type CompletionRequest,
+  type OpenAIRequest,
+} from "./openai-request.js";
 
-export type ChatRole = "system" | "user" | "assistant";
-
-export interface ChatMessage {
-  role: ChatRole;
-  content: string;
-}
-
-/** A validated chat completions request, normalised (text parts joined, `stop` always a list). */
-export interface ChatCompletionRequest {
-  model: string;
-  messages: ChatMessage[];
-  /** `max_completion_tokens`, else `max_tokens`; undefined = the API's default. */
-  maxTokens?: number;
-  temperature?: number;
-  topP?: number;
-  stop: string[];
-  seed?: number;
-  stream: boolean;
-  includeUsage: boolean;
-}
-
-export type FinishReason = "stop" | "length";
-
-export interface TokenUsage {
-  promptTokens: number;
-  completionTokens: number;
-}
-
-/**
- * What a chat API's encodeResponse yields per generation step for one request: the new text (possibly "" when a
- * token completed no character yet), and on the last step why generation ended and the token counts.
- */
-export interface ChatStep {
-  text: string;
-  finishReason?: FinishReason;
-  usage?: TokenUsage;
-}
-
-/** `ctx.state` key where the API records the model id it serves (answered as `model`); else the request's. */
-export const SERVED_MODEL_STATE = "servedModel";
-
-/** A 400 that names the offending request field, as OpenAI's errors do (`param`). */
-export class InvalidRequestError extends HttpError {
-  constructor(message: string, readonly param: string | null = null, code = "invalid_request") {
-    super(400, code, message);
-  }
-}
+export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "../apps/chat-types.js";
+export { SERVED_MODEL_STATE } from "../apps/chat-types.js";
+export {
+  InvalidRequestError,
+  parseChatRequest,
+  parseCompletionRequest,
+  UNSUPPORTED_CHAT,
+  UNSUPPORTED_COMPLETION,
+  type ChatCompletionRequest,
+  type CompletionRequest,
+  type OpenAIRequest,
+} from "./openai-request.js";
 
 export interface OpenAISpecOptions {
   /** Route of the chat endpoint; default "/v1/chat/completions". */
   path?: string;
+  /** Route of the completions endpoint; default "/v1/completions"; false: none. */
+  completionsPath?: string | false;
 }
 
-export function openAISpec(options: OpenAISpecOptions = {}): Spec<ChatCompletionRequest, ChatStep> {
+/** `ctx.state` key holding when the request was parsed (performance.now()), for TTFT. */
+const STARTED_STATE = "llmStartedAt";
+
+export function openAISpec(options: OpenAISpecOptions = {}): Spec<OpenAIRequest, ChatOutput> {
+  const path = options.path ?? "/v1/chat/completions";
+  const completionsPath = options.completionsPath === false ? undefined : (options.completionsPath ?? "/v1/completions");
+  let metrics: LlmMetrics | undefined;
   return {
     name: "openai",
-    path: options.path ?? "/v1/chat/completions",
+    path,
+    extraPaths: completionsPath ? [completionsPath] : [],
     streamsPredict: true,
     registerRoutes(app, endpoint) {
+      if (endpoint.registry) metrics = new LlmMetrics(endpoint.registry, path);
       app.get("/v1/models", async () => {
         return {
           object: "list",
@@ -84,8 +72,17 @@ export function openAISpec(options: OpenAISpecOptions = {}): Spec<ChatCompletion
         };
       });
     },
-    parseRequest: (body) => parseChatRequest(body),
-    respond: (request, steps, ctx) => (request.stream ? streamResponse(request, steps, ctx) : jsonResponse(request, steps, ctx)),
+    parseRequest(body, ctx, route) {
+      ctx.state[STARTED_STATE] = performance.now();
+      return route !== undefined && route === completionsPath ? parseCompletionRequest(body) : parseChatRequest(body);
+    },
+    respond(request, outputs, ctx) {
+      const steps = metrics ? metrics.observe(outputs, ctx.state[STARTED_STATE] as number) : outputs;
+      if (request.kind === "completion") {
+        return request.stream ? streamCompletion(request, steps, ctx) : jsonCompletion(request, steps, ctx);
+      }
+      return request.stream ? streamResponse(request, steps as AsyncIterable<ChatStep>, ctx) : jsonResponse(request, steps as AsyncIterable<ChatStep>, ctx);
+    },
     formatError: openAIErrorBody,
   };
 }
@@ -137,7 +134,7 @@ async function jsonResponse(
   return {
     kind: "json",
     body: {
-      id: completionId(),
+      id: completionId("chatcmpl"),
       object: "chat.completion",
       created: Math.floor(Date.now() / 1000),
       model: modelOf(request, ctx),
@@ -147,21 +144,58 @@ async function jsonResponse(
   };
 }
 
+/**
+ * Steps with everything that is already waiting merged in: the text of consecutive steps concatenated, the last
+ * finish reason and usage kept. A step that is not ready yet is never waited for.
+ */
+async function* coalesced(steps: AsyncIterable<ChatStep>): AsyncGenerator<ChatStep> {
+  const iterator = steps[Symbol.asyncIterator]();
+  const NOT_READY = Symbol("not ready");
+  try {
+    let pending: Promise<IteratorResult<ChatStep>> | null = iterator.next();
+    while (pending) {
+      const first = await pending;
+      pending = null;
+      if (first.done) return;
+      const merged: ChatStep = { ...first.value };
+      for (;;) {
+        const next = iterator.next();
+        // A settled promise wins the race against one created after it: only steps already there are merged.
+        const ready = await Promise.race([next, Promise.resolve(NOT_READY)]);
+        if (ready === NOT_READY) {
+          pending = next;
+          break;
+        }
+        const result = ready as IteratorResult<ChatStep>;
+        if (result.done) {
+          yield merged;
+          return;
+        }
+        merged.text += result.value.text;
+        merged.finishReason = result.value.finishReason ?? merged.finishReason;
+        merged.usage = result.value.usage ?? merged.usage;
+      }
+      yield merged;
+    }
+  } finally {
+    await iterator.return?.();
+  }
+}
+
 async function streamResponse(
   request: ChatCompletionRequest,
   steps: AsyncIterable<ChatStep>,
   ctx: RequestContext,
 ): Promise<SpecResponse> {
-  const iterator = steps[Symbol.asyncIterator]();
+  const iterator = coalesced(steps);
   // Wait for the first step before committing to a 200: an error before any token still gets its own status.
   const first = await iterator.next();
-  const base = { id: completionId(), object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: modelOf(request, ctx) };
+  const base = { id: completionId("chatcmpl"), object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: modelOf(request, ctx) };
+  // The constant part of every chunk, serialised once: only the delta and finish reason change.
+  const head = `data: ${JSON.stringify(base).slice(0, -1)},"choices":[{"index":0,"delta":`;
+  const tail = request.includeUsage ? `,"usage":null}\n\n` : `}\n\n`;
   const chunk = (delta: object, finishReason: FinishReason | null) =>
-    sse({
-      ...base,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
-      ...(request.includeUsage ? { usage: null } : {}),
-    });
+    `${head}${JSON.stringify(delta)},"logprobs":null,"finish_reason":${finishReason ? `"${finishReason}"` : "null"}}]${tail}`;
 
   async function* body(): AsyncGenerator<string> {
     let usage: TokenUsage | undefined;
@@ -184,13 +218,87 @@ async function streamResponse(
       return;
     } finally {
       // Ends the generation when the client went away (the consumer stops pulling and returns this generator).
-      await iterator.return?.();
+      await iterator.return(undefined);
     }
-    yield chunk({}, finishReason ?? "stop");
-    if (request.includeUsage && usage) yield sse({ ...base, choices: [], usage: usageBody(usage) });
-    yield "data: [DONE]\n\n";
+    let end = chunk({}, finishReason ?? "stop");
+    if (request.includeUsage && usage) end += sse({ ...base, choices: [], usage: usageBody(usage) });
+    yield end + "data: [DONE]\n\n";
   }
   return { kind: "stream", contentType: "text/event-stream; charset=utf-8", body: body() };
+}
+
+/** Per choice of a completions request: its text so far, finish reason and usage. */
+interface ChoiceState {
+  text: string;
+  finishReason?: FinishReason;
+  usage?: TokenUsage;
+}
+
+const stepsOf = (value: ChatOutput): ChatStep[] => (Array.isArray(value) ? value : [value]);
+
+async function jsonCompletion(request: CompletionRequest, steps: AsyncIterable<ChatOutput>, ctx: RequestContext): Promise<SpecResponse> {
+  const choices: ChoiceState[] = request.prompts.map((prompt) => ({ text: request.echo ? prompt : "" }));
+  for await (const value of steps) {
+    for (const step of stepsOf(value)) {
+      const choice = choices[step.index ?? 0];
+      choice.text += step.text;
+      choice.finishReason = step.finishReason ?? choice.finishReason;
+      choice.usage = step.usage ?? choice.usage;
+    }
+  }
+  if (choices.some((c) => !c.finishReason || !c.usage)) throw new Error("generation ended without a finish reason");
+  return {
+    kind: "json",
+    body: {
+      id: completionId("cmpl"),
+      object: "text_completion",
+      created: Math.floor(Date.now() / 1000),
+      model: modelOf(request, ctx),
+      choices: choices.map((c, index) => ({ text: c.text, index, logprobs: null, finish_reason: c.finishReason })),
+      usage: usageBody(totalUsage(choices)),
+    },
+  };
+}
+
+async function streamCompletion(request: CompletionRequest, steps: AsyncIterable<ChatOutput>, ctx: RequestContext): Promise<SpecResponse> {
+  const iterator = steps[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  const base = { id: completionId("cmpl"), object: "text_completion", created: Math.floor(Date.now() / 1000), model: modelOf(request, ctx) };
+  const chunk = (index: number, text: string, finishReason: FinishReason | null) =>
+    sse({ ...base, choices: [{ text, index, logprobs: null, finish_reason: finishReason }], ...(request.includeUsage ? { usage: null } : {}) });
+
+  async function* body(): AsyncGenerator<string> {
+    const choices: ChoiceState[] = request.prompts.map(() => ({ text: "" }));
+    let out = request.echo ? request.prompts.map((prompt, i) => chunk(i, prompt, null)).join("") : "";
+    try {
+      for (let next = first; !next.done; next = await iterator.next()) {
+        for (const step of stepsOf(next.value)) {
+          const index = step.index ?? 0;
+          const choice = choices[index];
+          choice.usage = step.usage ?? choice.usage;
+          choice.finishReason = step.finishReason ?? choice.finishReason;
+          if (step.text || step.finishReason) out += chunk(index, step.text, step.finishReason ?? null);
+        }
+        if (out) yield out;
+        out = "";
+      }
+    } catch (error) {
+      yield out + sse(openAIErrorBody(toHttpError(error)));
+      return;
+    } finally {
+      await iterator.return?.();
+    }
+    if (request.includeUsage && choices.every((c) => c.usage)) out += sse({ ...base, choices: [], usage: usageBody(totalUsage(choices)) });
+    yield out + "data: [DONE]\n\n";
+  }
+  return { kind: "stream", contentType: "text/event-stream; charset=utf-8", body: body() };
+}
+
+function totalUsage(choices: ChoiceState[]): TokenUsage {
+  return choices.reduce(
+    (sum, c) => ({ promptTokens: sum.promptTokens + (c.usage?.promptTokens ?? 0), completionTokens: sum.completionTokens + (c.usage?.completionTokens ?? 0) }),
+    { promptTokens: 0, completionTokens: 0 },
+  );
 }
 
 function sse(data: unknown): string {
@@ -205,117 +313,11 @@ function usageBody(usage: TokenUsage) {
   };
 }
 
-function completionId(): string {
-  return `chatcmpl-${randomUUID().replace(/-/g, "")}`;
+function completionId(prefix: string): string {
+  return `${prefix}-${randomUUID().replace(/-/g, "")}`;
 }
 
-function modelOf(request: ChatCompletionRequest, ctx: RequestContext): string {
+function modelOf(request: { model: string }, ctx: RequestContext): string {
   const served = ctx.state[SERVED_MODEL_STATE];
   return typeof served === "string" ? served : request.model;
-}
-
-const ROLES: ReadonlySet<string> = new Set(["system", "developer", "user", "assistant"]);
-
-/** Validate a chat completions body. Unknown fields are ignored, as OpenAI-compatible servers commonly do. */
-export function parseChatRequest(body: unknown): ChatCompletionRequest {
-  if (!isObject(body)) throw new InvalidRequestError("The request body must be a JSON object");
-  const model = body.model ?? "";
-  if (typeof model !== "string") throw new InvalidRequestError("'model' must be a string", "model");
-
-  const messages = body.messages;
-  if (!Array.isArray(messages) || messages.length === 0) {
-    throw new InvalidRequestError("'messages' must be a non-empty array of {role, content}", "messages");
-  }
-  const parsedMessages = messages.map((message, i) => parseMessage(message, `messages[${i}]`));
-
-  const maxCompletion = optionalInteger(body, "max_completion_tokens", 1);
-  const maxTokens = maxCompletion ?? optionalInteger(body, "max_tokens", 1);
-  const temperature = optionalNumber(body, "temperature", 0, 2);
-  const topP = optionalNumber(body, "top_p", 0, 1);
-  if (topP === 0) throw new InvalidRequestError("'top_p' must be greater than 0", "top_p");
-  const seed = optionalInteger(body, "seed", Number.MIN_SAFE_INTEGER);
-
-  const n = body.n ?? 1;
-  if (n !== 1) throw new InvalidRequestError("Only n = 1 is supported (one choice per request)", "n");
-
-  const stream = body.stream ?? false;
-  if (typeof stream !== "boolean") throw new InvalidRequestError("'stream' must be a boolean", "stream");
-  const streamOptions = body.stream_options ?? null;
-  if (streamOptions !== null && (!isObject(streamOptions) || !stream)) {
-    throw new InvalidRequestError("'stream_options' must be an object and is only allowed with stream: true", "stream_options");
-  }
-  const includeUsage = streamOptions?.include_usage ?? false;
-  if (typeof includeUsage !== "boolean") {
-    throw new InvalidRequestError("'stream_options.include_usage' must be a boolean", "stream_options.include_usage");
-  }
-
-  return {
-    model,
-    messages: parsedMessages,
-    maxTokens,
-    temperature,
-    topP,
-    stop: parseStop(body.stop),
-    seed,
-    stream,
-    includeUsage,
-  };
-}
-
-function parseMessage(message: unknown, param: string): ChatMessage {
-  if (!isObject(message)) throw new InvalidRequestError(`'${param}' must be an object with role and content`, param);
-  const role = message.role;
-  if (typeof role !== "string" || !ROLES.has(role)) {
-    throw new InvalidRequestError(
-      `'${param}.role' must be one of system, developer, user, assistant (got ${JSON.stringify(role)})`,
-      `${param}.role`,
-    );
-  }
-  return { role: role === "developer" ? "system" : (role as ChatRole), content: parseContent(message.content, `${param}.content`) };
-}
-
-function parseContent(content: unknown, param: string): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((part, i) => {
-        if (!isObject(part) || part.type !== "text" || typeof part.text !== "string") {
-          throw new InvalidRequestError(`'${param}[${i}]' must be a text part {type: "text", text}; only text is supported`, `${param}[${i}]`);
-        }
-        return part.text;
-      })
-      .join("");
-  }
-  throw new InvalidRequestError(`'${param}' must be a string or an array of text parts`, param);
-}
-
-function parseStop(stop: unknown): string[] {
-  if (stop === undefined || stop === null) return [];
-  const list = typeof stop === "string" ? [stop] : stop;
-  if (!Array.isArray(list) || list.length > 4 || !list.every((s) => typeof s === "string" && s.length > 0)) {
-    throw new InvalidRequestError("'stop' must be a non-empty string or a list of up to 4 non-empty strings", "stop");
-  }
-  return list as string[];
-}
-
-function optionalInteger(body: Record<string, unknown>, field: string, min: number): number | undefined {
-  const value = body[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    throw new InvalidRequestError(`'${field}' must be an integer${min > 0 ? ` >= ${min}` : ""} (got ${JSON.stringify(value)})`, field);
-  }
-  return value;
-}
-
-function optionalNumber(body: Record<string, unknown>, field: string, min: number, max: number): number | undefined {
-  const value = body[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
-    throw new InvalidRequestError(`'${field}' must be a number between ${min} and ${max} (got ${JSON.stringify(value)})`, field);
-  }
-  return value;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
