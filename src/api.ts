@@ -1,3 +1,6 @@
+import { brandUserError, type ErrorCode } from "./server/errors.js";
+import type { Upload } from "./server/upload.js";
+
 /**
  * The model API contract: what a model must implement to be served.
  *
@@ -102,7 +105,16 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
     return output as unknown as Res;
   }
 
-  /** Optional readiness check beyond "setup finished" (e.g. a GPU still healthy). */
+  /**
+   * Content types this API takes as raw bytes: a body of one of them, or the file of a `multipart/form-data` body,
+   * reaches decodeRequest as an {@link Upload} (no base64, no JSON). Empty by default: JSON bodies only.
+   */
+  binaryTypes: readonly string[] = [];
+
+  /**
+   * Optional readiness check beyond "setup finished" (e.g. a GPU still healthy). Runs where the model lives: in
+   * each worker, on the instance that ran setup. /health and /readyz answer 503 while it returns false.
+   */
   health?(): boolean | Promise<boolean>;
 }
 
@@ -118,11 +130,15 @@ export interface ApiSource<Options = unknown> {
 
 export type ApiConstructor = new (options?: any) => ModelAPI<any, any, any, any>;
 
-/** The client sent something the API cannot use: becomes a 400 with this code and message. */
+/**
+ * The client sent something the API cannot use: becomes a 400 (or the 4xx `status` given) with this code and
+ * message. Recognised by a brand, so it works even when the API module loaded a second copy of batchwise.
+ */
 export class BadRequestError extends Error {
-  constructor(message: string, readonly code = "bad_request", readonly status = 400) {
+  constructor(message: string, readonly code: ErrorCode | (string & {}) = "bad_request", readonly status = 400) {
     super(message);
     this.name = "BadRequestError";
+    brandUserError(this);
   }
 }
 

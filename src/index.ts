@@ -1,13 +1,41 @@
-/** The public surface of batchwise. */
-export * from "./api.js";
-export { createServer, serve, type BatchwiseServer, type ServerOptions, type ListenOptions } from "./server/server.js";
-export type { EndpointOptions } from "./server/endpoint.js";
-export { HttpError, errors } from "./server/errors.js";
-export { plainSpec, type Spec, type SpecResponse } from "./server/spec.js";
-export { openAISpec, type ChatCompletionRequest, type ChatMessage, type ChatStep, type OpenAISpecOptions } from "./specs/openai.js";
+/**
+ * `batchwise`: serve a model from one file.
+ *
+ * @example
+ * ```ts
+ * import { ModelAPI, serve } from "batchwise";
+ * export class Doubler extends ModelAPI<{ x: number }, number, number, { y: number }> {
+ *   predict(batch: number[]) { return batch.map((x) => 2 * x); }
+ * }
+ * await serve({ api: Doubler, maxBatchSize: 64 });
+ * ```
+ */
+export {
+  ModelAPI,
+  BadRequestError,
+  ContractError,
+  type Accelerator,
+  type AcceleratorChoice,
+  type ApiConstructor,
+  type ApiSource,
+  type Device,
+  type Precision,
+  type PrecisionChoice,
+  type PredictContext,
+  type PredictResult,
+  type RequestContext,
+  type SetupContext,
+} from "./api.js";
+export { createServer, type BatchwiseServer, type ListenOptions, type ServerOptions } from "./server/server.js";
+export { serve } from "./server/serve.js";
+export type { EndpointOptions, EndpointLoad } from "./server/endpoint.js";
+export { Upload } from "./server/upload.js";
+export { HttpError, errorCodes, isUserError, type ErrorCode } from "./server/errors.js";
+export { OPTIONS, OptionError, type OptionDeclaration, type OptionScope } from "./server/options.js";
+export type { Spec, SpecResponse } from "./server/spec.js";
+export { plainSpec } from "./specs/plain.js";
 export { availableCores, resolveAccelerator, type AcceleratorDecision } from "./runtime/device.js";
-export { resolveModel, modelsDir, ModelNotFoundError } from "./runtime/models.js";
-export { listVariants, PrecisionUnsupportedError, PRECISIONS } from "./runtime/precision.js";
+export { resolveModel, modelsDir, ModelNotFoundError, type ResolvedModel } from "./runtime/models.js";
+export { createSession, settingsFor, ort, type Session, type SessionSettings } from "./runtime/onnx.js";
+export { listVariants, openModel, PrecisionUnsupportedError, PRECISIONS, type OpenedModel } from "./runtime/precision.js";
 export { convertModel, convertedModelFile, type ConversionMode } from "./runtime/convert.js";
-export { ImageClassifierAPI, imageClassifier, type ImageClassifierOptions } from "./apps/image-classifier.js";
-export { ChatAPI, chatModel, type ChatOptions } from "./apps/chat.js";

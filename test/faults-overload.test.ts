@@ -32,10 +32,10 @@ async function burst(url: string, body: string, count: number) {
 }
 
 function expectIdle(server: BatchwiseServer) {
-  const endpoint = server.endpoints[0];
-  expect(endpoint.batcher.depth).toBe(0);
-  expect(endpoint.batcher.decoding).toBe(0);
-  expect(endpoint.pool.busyCount).toBe(0);
+  const load = server.endpoints[0].load();
+  expect(load.queued).toBe(0);
+  expect(load.decoding).toBe(0);
+  expect(load.busyWorkers).toBe(0);
 }
 
 describe("a bounded queue under overload", () => {

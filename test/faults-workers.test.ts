@@ -137,13 +137,13 @@ describe("SIGTERM drains in-flight requests", () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ value: 7 });
     expect(await child.exited).toEqual({ code: 0, signal: null });
-    expect(child.stderr()).toMatch(/SIGTERM: finishing in-flight requests/);
+    expect(child.stderr()).toMatch(/SIGTERM: finishing in-flight requests/); // drainPeriod 0: no drain step
     await expect(fetch(`${child.url}/health`)).rejects.toThrow();
   });
 
   it("the real CLI serving the classifier: requests still uploading at SIGTERM get their 200, then it exits 0", async () => {
     const child = await startChild(
-      ["src/cli.ts", "serve", "classifier", "--port", "0", "--workers", "1", "--precision", "int8"],
+      ["src/cli.ts", "serve", "classifier", "--port", "0", "--workers", "1", "--precision", "int8", "--drain-period", "0.3"],
       /serving \/predict at (http:\/\/[\d.]+:\d+)\//,
       120_000,
     );

@@ -63,7 +63,7 @@ describe("bodies that reach the worker as they are", () => {
   it("after all of it the worker was never restarted and nothing is left in flight", async () => {
     const info = (await (await fetch(`${url}/info`)).json()) as { endpoints: { workers: { restarts: number } }[] };
     expect(info.endpoints[0].workers.restarts).toBe(0);
-    expect(server.endpoints[0].pool.busyCount).toBe(0);
-    expect(server.endpoints[0].batcher.depth).toBe(0);
+    expect(server.endpoints[0].load().busyWorkers).toBe(0);
+    expect(server.endpoints[0].load().queued).toBe(0);
   });
 });

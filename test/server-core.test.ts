@@ -59,7 +59,7 @@ describe("serving core over real HTTP", () => {
   });
 
   it("fails a request that waited longer than `timeout` with 504", async () => {
-    const { url } = await start({ api: sumApi({ delayMs: 600 }), timeout: 0.2 });
+    const { url } = await start({ api: sumApi({ delayMs: 600 }), queueTimeout: 0.2 });
     const [first, second] = await Promise.all([post(`${url}/predict`, { numbers: [1] }), post(`${url}/predict`, { numbers: [2] })]);
     const statuses = [first.status, second.status].sort();
     expect(statuses).toEqual([200, 504]);

@@ -162,4 +162,6 @@ export const CLASSIFIER_SERVING_DEFAULTS = {
   batchTimeout: 0.01,
   precision: "auto" as PrecisionChoice,
   workers: (cores: number) => Math.max(1, cores),
+  /** Classifying an image twice gives the same answer: a request whose worker died may be retried. */
+  idempotent: true,
 };

@@ -94,7 +94,7 @@ export class Batcher {
     item.enqueuedAt = performance.now();
     item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
     // A client that disconnects before dispatch is dropped: its input never reaches the model.
-    item.onAbort = () => this.remove(item, new HttpError(499, "client_closed", "Client closed the request"));
+    item.onAbort = () => this.remove(item, new HttpError("client_closed"));
     item.signal.addEventListener("abort", item.onAbort, { once: true });
     this.queue.push(item);
     this.pump();

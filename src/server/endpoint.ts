@@ -1,67 +1,85 @@
+import type { ResourceLimits } from "node:worker_threads";
 import {
   isAsyncIterable,
-  ModelAPI,
   type AcceleratorChoice,
+  type ApiConstructor,
   type ApiSource,
   type Device,
+  type ModelAPI,
   type RequestContext,
 } from "../api.js";
-import type { ResourceLimits } from "node:worker_threads";
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
-import { loadApi, isApiSource } from "./api-loader.js";
+import { plainSpec } from "../specs/plain.js";
+import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
-import { decodeFailed } from "./errors.js";
-import { plainSpec, type Spec, type SpecResponse } from "./spec.js";
+import { decodeFailed, errors } from "./errors.js";
+import { checkOptions, OptionError } from "./options.js";
+import type { Spec, SpecResponse } from "./spec.js";
 import { WorkerPool } from "./worker-pool.js";
 
-/** How one API is served: its path, wire format, batching and workers. */
+/**
+ * How one API is served: its path, wire format, batching and workers. Each option is declared, with its default and
+ * validation, in options.ts (the README's option table is generated from there).
+ */
 export interface EndpointOptions {
-  /** Where the model API comes from. An instance can only run in-process (workersPerDevice: 0). */
-  api: ApiSource | ModelAPI<any, any, any, any>;
-  /** Route path (POST). Default: the spec's path, "/predict" for the plain spec. */
+  /** The ModelAPI class (workers import it; see api-source.ts), an ApiSource, or an instance (in-process only). */
+  api: ApiConstructor | ApiSource | ModelAPI<any, any, any, any>;
+  /** Where workers import an `api` class from: `import.meta.url` of the file that exports it or calls `serve`. */
+  module?: string;
+  /** Passed to the `api` class's constructor on every thread (structured-cloneable). */
+  apiOptions?: unknown;
   path?: string;
-  /** Wire format. Default: plain JSON (NDJSON when `stream`). */
   spec?: Spec<any, any>;
-  /** Plain spec only: predict is an async generator whose outputs are streamed as NDJSON. */
   stream?: boolean;
-  /** Most requests per batch; 1 (the default) turns batching off. */
   maxBatchSize?: number;
-  /** Seconds a batch may wait to fill under load (as in LitServe). Default 0.01 when batching, else 0. */
   batchTimeout?: number;
-  /** Model workers per device; 0 runs the API on the main thread. Default 1. */
   workersPerDevice?: number;
   accelerator?: AcceleratorChoice;
-  /** How many devices of the accelerator to use; "auto" = all found (1 for the CPU). */
-  devices?: number | "auto";
-  /** Seconds a request may wait in the queue before a 504. Default 30. */
-  timeout?: number;
-  /** Requests queued or being decoded beyond which new ones get 503 + Retry-After. Default 1024. */
+  deviceCount?: number | "auto";
+  queueTimeout?: number;
   maxQueueSize?: number;
-  /** Batches one worker may hold at once (default 1); see WorkerPoolOptions.maxBatchesPerWorker. */
   maxBatchesPerWorker?: number;
-  /** Heap limits of each worker thread (e.g. `{ maxOldGenerationSizeMb: 2048 }`); a worker past them is replaced. */
   resourceLimits?: ResourceLimits;
-  /**
-   * Seconds a worker may take to answer a batch (a streaming API: between two outputs) before it is considered hung,
-   * stopped and replaced; its requests get 504. Default: no limit. Worker threads only (workersPerDevice ≥ 1).
-   */
   predictTimeout?: number;
+  idempotent?: boolean;
 }
 
-export type ResolvedEndpointConfig = Required<Omit<EndpointOptions, "api" | "spec" | "accelerator" | "devices" | "resourceLimits" | "predictTimeout">> & {
+export interface ResolvedEndpointConfig {
+  path: string;
+  /** Whether predict streams: decided once, by the spec, and read from here by everyone else. */
+  streams: boolean;
+  maxBatchSize: number;
+  batchTimeout: number;
+  workersPerDevice: number;
+  queueTimeout: number;
+  maxQueueSize: number;
+  maxBatchesPerWorker: number;
+  idempotent: boolean;
   accelerator: AcceleratorDecision;
   devices: Device[];
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
-};
+}
+
+/** What a load balancer or autoscaler needs to know about one endpoint right now. */
+export interface EndpointLoad {
+  queued: number;
+  decoding: number;
+  inflight: number;
+  busyWorkers: number;
+  readyWorkers: number;
+  /** (queued + running) ÷ (ready workers × batch capacity): above 1 the endpoint is behind. */
+  saturation: number;
+}
 
 /**
  * One served API: the main-thread instance (decode/encode), the batcher and the worker pool. `handle` is the whole
- * request path after HTTP parsing.
+ * request path after HTTP parsing; the server asks an endpoint for its load and readiness instead of reaching in.
  */
 export class Endpoint {
-  readonly batcher: Batcher;
-  readonly pool: WorkerPool;
+  private readonly batcher: Batcher;
+  private readonly pool: WorkerPool;
+  private inflight = 0;
 
   private constructor(
     readonly spec: Spec,
@@ -76,14 +94,15 @@ export class Endpoint {
       inline: config.workersPerDevice === 0 ? api : undefined,
       devices: config.devices,
       setupContext: { maxBatchSize: config.maxBatchSize },
-      stream: spec.streamsPredict,
+      stream: config.streams,
       resourceLimits: config.resourceLimits,
       predictTimeout: config.predictTimeout,
       maxBatchesPerWorker: config.maxBatchesPerWorker,
+      idempotent: config.idempotent,
       onIdle: () => this.batcher.pump(),
       log,
     });
-    this.batcher = new Batcher(this.pool, { ...config, onBatch });
+    this.batcher = new Batcher(this.pool, { ...config, timeout: config.queueTimeout, onBatch });
   }
 
   /** Validate options and build the endpoint; workers start with {@link start}. */
@@ -94,55 +113,57 @@ export class Endpoint {
     onBatch: (path: string, size: number) => void,
     log: (message: string) => void,
   ): Promise<Endpoint> {
+    checkOptions(options, ["endpoint"]);
     const spec = options.spec ?? plainSpec({ path: options.path, stream: options.stream });
     const path = options.path ?? spec.path;
-    const maxBatchSize = positiveInt(options.maxBatchSize ?? 1, "maxBatchSize");
+    const maxBatchSize = options.maxBatchSize ?? 1;
     const workersPerDevice = options.workersPerDevice ?? 1;
-    if (!Number.isInteger(workersPerDevice) || workersPerDevice < 0) {
-      throw new Error(`workersPerDevice must be an integer ≥ 0, got ${workersPerDevice}`);
-    }
-    const source = isApiSource(options.api) ? options.api : undefined;
+    const { source, instance } = await resolveApi(options.api, options.module, options.apiOptions);
     if (!source && workersPerDevice > 0) {
-      throw new Error(
-        "An API instance can only run in-process (workersPerDevice: 0). To use worker threads pass an ApiSource " +
-          "{ module, export, options }: a class defined in a notebook cell cannot cross a thread boundary.",
+      throw new OptionError(
+        "An API instance can only run in-process (workersPerDevice: 0). To use worker threads pass the class " +
+          "(api: MyAPI) or an ApiSource { module, export, options }.",
       );
     }
-    const api = source ? await loadApi(source) : (options.api as ModelAPI);
     const accelerator = await resolveAccelerator(options.accelerator ?? "auto");
-    const deviceCount = options.devices === undefined || options.devices === "auto" ? accelerator.count : options.devices;
-    const runnersPerDevice = Math.max(1, workersPerDevice);
+    const deviceCount = options.deviceCount === undefined || options.deviceCount === "auto" ? accelerator.count : options.deviceCount;
     const devices: Device[] = [];
     for (let d = 0; d < deviceCount; d++) {
-      for (let w = 0; w < runnersPerDevice; w++) {
+      for (let w = 0; w < Math.max(1, workersPerDevice); w++) {
         const id = accelerator.accelerator === "cpu" ? "cpu" : `${accelerator.accelerator}:${d}`;
         devices.push({ accelerator: accelerator.accelerator, index: d, threads, id });
       }
     }
     const config: ResolvedEndpointConfig = {
       path,
-      stream: spec.streamsPredict,
+      streams: spec.streamsPredict,
       maxBatchSize,
-      batchTimeout: nonNegative(options.batchTimeout ?? (maxBatchSize > 1 ? 0.01 : 0), "batchTimeout"),
+      batchTimeout: options.batchTimeout ?? (maxBatchSize > 1 ? 0.01 : 0),
       workersPerDevice,
-      timeout: positive(options.timeout ?? 30, "timeout"),
-      maxQueueSize: positiveInt(options.maxQueueSize ?? 1024, "maxQueueSize"),
+      queueTimeout: options.queueTimeout ?? 30,
+      maxQueueSize: options.maxQueueSize ?? 1024,
+      maxBatchesPerWorker: options.maxBatchesPerWorker ?? 1,
+      idempotent: options.idempotent ?? false,
       accelerator,
       devices,
       resourceLimits: options.resourceLimits,
-      predictTimeout: options.predictTimeout === undefined ? undefined : positive(options.predictTimeout, "predictTimeout"),
-      maxBatchesPerWorker: positiveInt(options.maxBatchesPerWorker ?? 1, "maxBatchesPerWorker"),
+      predictTimeout: options.predictTimeout,
     };
-    return new Endpoint(spec, api, config, source, (size) => onBatch(path, size), log);
+    return new Endpoint(spec, instance, config, source, (size) => onBatch(path, size), log);
   }
 
   start(): Promise<void> {
     return this.pool.start();
   }
 
+  /** Content types this endpoint takes as raw bytes (the body itself, or a multipart file): the API's own list. */
+  get binaryTypes(): readonly string[] {
+    return this.api.binaryTypes ?? [];
+  }
+
   /** decodeRequest → queue → worker (batch/predict/unbatch) → encodeResponse → the spec's response. */
-  async handle(body: unknown, ctx: RequestContext): Promise<SpecResponse> {
-    const request = this.spec.parseRequest(body, ctx);
+  async handle(body: unknown, ctx: RequestContext, route: string = this.config.path): Promise<SpecResponse> {
+    const request = this.spec.parseRequest(body, ctx, route);
     this.batcher.checkCapacity();
     this.batcher.decoding++;
     let input: unknown;
@@ -153,7 +174,7 @@ export class Endpoint {
     } finally {
       this.batcher.decoding--;
     }
-    if (this.spec.streamsPredict) {
+    if (this.config.streams) {
       const outputs = this.batcher.submitStream(input, ctx.signal);
       return this.spec.respond(request, this.encodeEach(outputs, ctx), ctx);
     }
@@ -161,11 +182,49 @@ export class Endpoint {
     return this.spec.respond(request, this.encodeEach([output], ctx), ctx);
   }
 
+  /** Count a request from arrival until its response is finished (streams included). */
+  track(): () => void {
+    this.inflight++;
+    let done = false;
+    return () => {
+      if (!done) this.inflight--;
+      done = true;
+    };
+  }
+
+  load(): EndpointLoad {
+    const readyWorkers = this.pool.readyCount;
+    const queued = this.batcher.depth;
+    const running = Math.max(0, this.inflight - queued - this.batcher.decoding);
+    const capacity = Math.max(1, readyWorkers) * this.config.maxBatchSize * this.config.maxBatchesPerWorker;
+    return {
+      queued,
+      decoding: this.batcher.decoding,
+      inflight: this.inflight,
+      busyWorkers: this.pool.busyCount,
+      readyWorkers,
+      saturation: (queued + running) / capacity,
+    };
+  }
+
+  /** Ready to serve: at least one worker finished setup, and the API's own health check (where it has one) passes. */
+  async healthy(): Promise<boolean> {
+    if (this.pool.readyCount === 0) return false;
+    return this.api.health ? this.pool.healthy() : true;
+  }
+
+  /** Fail everything still queued (shutdown), then stop the workers. */
+  async close(): Promise<void> {
+    this.batcher.rejectAll(errors.shuttingDown());
+    await this.pool.close();
+  }
+
   info(): Record<string, unknown> {
     const { accelerator, devices, ...config } = this.config;
     return {
       ...config,
       spec: this.spec.name,
+      binaryTypes: this.binaryTypes,
       accelerator: accelerator.accelerator,
       acceleratorReason: accelerator.reason,
       devices: devices.map((d) => d.id),
@@ -182,17 +241,4 @@ export class Endpoint {
       else yield encoded;
     }
   }
-}
-
-function positiveInt(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be an integer ≥ 1, got ${value}`);
-  return value;
-}
-function positive(value: number, name: string): number {
-  if (!(value > 0)) throw new Error(`${name} must be > 0, got ${value}`);
-  return value;
-}
-function nonNegative(value: number, name: string): number {
-  if (!(value >= 0)) throw new Error(`${name} must be ≥ 0, got ${value}`);
-  return value;
 }

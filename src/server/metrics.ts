@@ -1,4 +1,5 @@
 import client from "prom-client";
+import type { EndpointLoad } from "./endpoint.js";
 
 /**
  * Prometheus metrics of one server. Each server has its own registry, so several servers (tests, notebooks) can live
@@ -27,26 +28,27 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
-  constructor(endpoints: { path: string; queueDepth: () => number; workers: () => number }[]) {
+  constructor(endpoints: { path: string; load: () => EndpointLoad }[]) {
     const registers = [this.registry];
-    new client.Gauge({
-      name: "batchwise_queue_depth",
-      help: "Requests waiting for a worker, by endpoint",
-      labelNames: ["endpoint"] as const,
-      registers,
-      collect() {
-        for (const e of endpoints) this.set({ endpoint: e.path }, e.queueDepth());
-      },
-    });
-    new client.Gauge({
-      name: "batchwise_workers",
-      help: "Model workers that are ready, by endpoint",
-      labelNames: ["endpoint"] as const,
-      registers,
-      collect() {
-        for (const e of endpoints) this.set({ endpoint: e.path }, e.workers());
-      },
-    });
+    // What an autoscaler or a load balancer reads per replica (see the README's "Scaling out").
+    const gauges: [string, string, (load: EndpointLoad) => number][] = [
+      ["batchwise_queue_depth", "Requests waiting for a worker, by endpoint", (l) => l.queued],
+      ["batchwise_inflight_requests", "Requests accepted and not yet answered (decoding, queued or running), by endpoint", (l) => l.inflight],
+      ["batchwise_workers", "Model workers that are ready, by endpoint", (l) => l.readyWorkers],
+      ["batchwise_busy_workers", "Model workers running a batch, by endpoint", (l) => l.busyWorkers],
+      ["batchwise_saturation", "Queued and running requests over what the ready workers take at once (above 1: behind), by endpoint", (l) => l.saturation],
+    ];
+    for (const [name, help, read] of gauges) {
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ["endpoint"] as const,
+        registers,
+        collect() {
+          for (const e of endpoints) this.set({ endpoint: e.path }, read(e.load()));
+        },
+      });
+    }
     client.collectDefaultMetrics({ register: this.registry, prefix: "batchwise_" });
   }
 }

@@ -1,11 +1,12 @@
 import type { FastifyInstance } from "fastify";
+import type { Registry } from "prom-client";
 import type { RequestContext } from "../api.js";
 import type { HttpError } from "./errors.js";
 
 /**
  * A spec shapes the wire format of an endpoint around the same batching core: which path, how a body is
- * validated, how encoded outputs become a JSON body or a stream, how errors look. The plain spec below is the
- * default; `specs/openai.ts` implements the OpenAI chat completions format on the same interface.
+ * validated, how encoded outputs become a JSON body or a stream, how errors look. The plain spec
+ * (`specs/plain.ts`) is the default; `specs/openai.ts` implements the OpenAI chat completions format on the same interface.
  */
 export interface Spec<Parsed = unknown, Res = unknown> {
   name: string;
@@ -13,10 +14,18 @@ export interface Spec<Parsed = unknown, Res = unknown> {
   path: string;
   /** True when the API's predict is an async generator for this spec (token streaming). */
   streamsPredict: boolean;
-  /** Extra routes, e.g. GET /v1/models. `info` is the endpoint's /info record. */
-  registerRoutes?(app: FastifyInstance, endpoint: { info: () => Record<string, unknown> }): void;
-  /** Validate the JSON body (throw an HttpError 400 with a clear message). The result goes to decodeRequest. */
-  parseRequest(body: unknown, ctx: RequestContext): Parsed;
+  /** More POST paths served by the same endpoint (queue, batcher, workers), e.g. /v1/completions beside chat. */
+  extraPaths?: string[];
+  /**
+   * Extra routes, e.g. GET /v1/models. `info` is the endpoint's /info record; `registry` the server's Prometheus
+   * registry, where a spec may register metrics of its own.
+   */
+  registerRoutes?(app: FastifyInstance, endpoint: { info: () => Record<string, unknown>; registry?: Registry }): void;
+  /**
+   * Validate the JSON body (throw an HttpError 400 with a clear message). The result goes to decodeRequest.
+   * `route` is the POST path that matched (`path` or one of `extraPaths`).
+   */
+  parseRequest(body: unknown, ctx: RequestContext, route?: string): Parsed;
   /**
    * Turn the stream of encoded outputs (exactly one for a non-streaming predict) into the HTTP response.
    * A stream body is written chunk by chunk; the first chunk is awaited before the headers go out, so errors
@@ -35,27 +44,3 @@ export function errorBody(error: HttpError) {
   return { error: { code: error.code, message: error.message } };
 }
 
-/** The default spec: JSON in, JSON out; a streaming API answers NDJSON, one line per output. */
-export function plainSpec(options: { path?: string; stream?: boolean } = {}): Spec {
-  const stream = options.stream ?? false;
-  return {
-    name: "plain",
-    path: options.path ?? "/predict",
-    streamsPredict: stream,
-    parseRequest: (body) => body,
-    async respond(_request, responses) {
-      if (!stream) {
-        for await (const body of responses) return { kind: "json", body };
-        throw new Error("predict produced no output");
-      }
-      return {
-        kind: "stream",
-        contentType: "application/x-ndjson",
-        body: (async function* () {
-          for await (const item of responses) yield JSON.stringify(item) + "\n";
-        })(),
-      };
-    },
-    formatError: errorBody,
-  };
-}

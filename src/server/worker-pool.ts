@@ -15,6 +15,8 @@ export interface Runner {
   readonly device: Device;
   /** Run a batch; resolves with per-item outputs/errors, rejects (HttpError 500) if the runner died. */
   run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome>;
+  /** The API's own health() where the model lives (true when it has none). */
+  health(): Promise<boolean>;
   terminate(): Promise<void>;
 }
 
@@ -43,6 +45,8 @@ export interface WorkerPoolOptions {
    * for hung: stopped and replaced, its requests failed with 504. Undefined: no limit. Worker threads only.
    */
   predictTimeout?: number;
+  /** predict may run twice for one request (a request whose worker died may be retried). */
+  idempotent?: boolean;
   /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
   onIdle: () => void;
   log: (message: string) => void;
@@ -103,6 +107,12 @@ export class WorkerPool {
     }
   }
 
+  /** Every ready runner's API reports healthy (an API without health() always does). */
+  async healthy(): Promise<boolean> {
+    const answers = await Promise.all([...this.runners].map((r) => r.health()));
+    return answers.every(Boolean);
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.runners].map((r) => r.terminate()));
@@ -152,6 +162,14 @@ class InlineRunner implements Runner {
     return this.stream ? runStream(this.api, inputs, ctx, onChunk ?? (() => {})) : runBatch(this.api, inputs, ctx);
   }
 
+  async health() {
+    try {
+      return this.api.health ? (await this.api.health()) === true : true;
+    } catch {
+      return false;
+    }
+  }
+
   async terminate() {}
 }
 
@@ -167,6 +185,7 @@ interface PendingRun {
 class ThreadRunner implements Runner {
   private nextId = 1;
   private pending = new Map<number, PendingRun>();
+  private healthChecks = new Map<number, (ok: boolean) => void>();
   private terminating = false;
   /** Stops a worker that went predictTimeout without answering (set by start, which owns the death handling). */
   private hung: () => void = () => {};
@@ -188,7 +207,7 @@ class ThreadRunner implements Runner {
     limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number },
     onDeath: (reason: string) => void,
   ) {
-    const worker = spawnWorker(limits.resourceLimits);
+    const worker = spawnWorker(limits.resourceLimits, source.module);
     const timeoutMs = limits.predictTimeout === undefined ? undefined : limits.predictTimeout * 1000;
     const runner = new ThreadRunner(id, device, worker, limits.stream, timeoutMs);
     return new Promise<ThreadRunner>((resolve, reject) => {
@@ -206,7 +225,7 @@ class ThreadRunner implements Runner {
           runner.receive(message);
         }
       });
-      const die = (reason: string, error: HttpError = errors.workerCrashed()) => {
+      const die = (reason: string, error: HttpError = new HttpError("worker_crashed")) => {
         if (runner.terminating) return;
         runner.terminating = true;
         void worker.terminate(); // also interrupts JavaScript stuck in a loop; native code stops when it returns
@@ -222,7 +241,7 @@ class ThreadRunner implements Runner {
   }
 
   run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome> {
-    if (this.terminating) return Promise.reject(errors.workerCrashed());
+    if (this.terminating) return Promise.reject(new HttpError("worker_crashed"));
     const id = this.nextId++;
     const cancels = signals.map((signal, index) => {
       const cancel = () => this.worker.postMessage({ type: "cancel", id, index } satisfies ToWorker);
@@ -243,6 +262,22 @@ class ThreadRunner implements Runner {
     }).finally(() => cancels.forEach((remove) => remove()));
   }
 
+  /** Ask the worker's API; a worker that does not answer within a second (busy in a long batch) counts as healthy. */
+  health(): Promise<boolean> {
+    if (this.terminating) return Promise.resolve(false);
+    const id = this.nextId++;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => answer(true), 1000);
+      const answer = (ok: boolean) => {
+        clearTimeout(timer);
+        this.healthChecks.delete(id);
+        resolve(ok);
+      };
+      this.healthChecks.set(id, answer);
+      this.worker.postMessage({ type: "health", id } satisfies ToWorker);
+    });
+  }
+
   /** (Re)start a run's hang timer: when it is sent, and on each output of a streaming run. */
   private armWatchdog(run: PendingRun) {
     if (this.predictTimeoutMs === undefined) return;
@@ -258,7 +293,9 @@ class ThreadRunner implements Runner {
   }
 
   private receive(message: FromWorker) {
-    if (message.type === "chunk") {
+    if (message.type === "health") {
+      this.healthChecks.get(message.id)?.(message.ok);
+    } else if (message.type === "chunk") {
       const run = this.pending.get(message.id);
       if (run) this.armWatchdog(run);
       run?.onChunk?.(message.outputs, message.indexes);
@@ -284,15 +321,16 @@ class ThreadRunner implements Runner {
 }
 
 /**
- * Start a worker on worker.js, or on worker.ts through tsx when running from source (tests, `npm run cli`):
- * a worker does not inherit the parent's module loader hooks, so it registers tsx itself before importing.
+ * Start a worker on worker.js, or through tsx when TypeScript must load: batchwise run from source (tests,
+ * `npm run cli`), or a user's API module written in TypeScript (`npx tsx my-api.ts`). A worker does not inherit the
+ * parent's module loader hooks, so it registers tsx itself before importing.
  */
-function spawnWorker(resourceLimits: ResourceLimits | undefined): Worker {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith(".js")) return new Worker(new URL("./worker.js", import.meta.url), { resourceLimits });
+function spawnWorker(resourceLimits: ResourceLimits | undefined, apiModule: string): Worker {
+  const compiled = fileURLToPath(import.meta.url).endsWith(".js");
+  const entry = new URL(compiled ? "./worker.js" : "./worker.ts", import.meta.url);
+  if (compiled && !/\.[mc]?tsx?$/.test(apiModule)) return new Worker(entry, { resourceLimits });
   const tsxDir = path.dirname(createRequire(import.meta.url).resolve("tsx/package.json"));
   const tsx = pathToFileURL(path.join(tsxDir, "dist", "esm", "api", "index.mjs")).href;
-  const entry = new URL("./worker.ts", import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`;
   return new Worker(boot, { eval: true, resourceLimits });
 }

@@ -4,13 +4,15 @@ import type { ApiSource, Device, SetupContext } from "../api.js";
 export type ToWorker =
   | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext }
   | { type: "run"; id: number; inputs: unknown[]; stream: boolean }
-  | { type: "cancel"; id: number; index: number };
+  | { type: "cancel"; id: number; index: number }
+  | { type: "health"; id: number };
 
 export type FromWorker =
   | { type: "ready"; info: Record<string, unknown> }
   | { type: "setup-failed"; message: string }
   | { type: "result"; id: number; outputs: unknown[]; errors: (string | undefined)[] }
-  | { type: "chunk"; id: number; outputs: unknown[]; indexes: number[] };
+  | { type: "chunk"; id: number; outputs: unknown[]; indexes: number[] }
+  | { type: "health"; id: number; ok: boolean };
 
 /**
  * Typed-array buffers to move (not copy) across threads: only buffers the value owns entirely, so that a view into

@@ -4,7 +4,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import type { Device, ModelAPI } from "../api.js";
-import { loadApi } from "./api-loader.js";
+import { loadApi } from "./api-source.js";
 import { messageOf, runBatch, runStream } from "./run-batch.js";
 import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
 
@@ -26,6 +26,15 @@ port.on("message", async (message: ToWorker) => {
     } catch (error) {
       send({ type: "setup-failed", message: messageOf(error) });
     }
+  } else if (message.type === "health") {
+    // The API's own check runs on the instance that ran setup (it knows whether its model is still usable).
+    let ok = api !== undefined;
+    try {
+      if (api?.health) ok = (await api.health()) === true;
+    } catch {
+      ok = false;
+    }
+    send({ type: "health", id: message.id, ok });
   } else if (message.type === "cancel") {
     running.get(message.id)?.[message.index]?.abort();
   } else if (message.type === "run") {

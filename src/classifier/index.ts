@@ -1,0 +1,12 @@
+/** `batchwise/classifier`: the seed's image classifier (sharp or libjpeg-turbo preprocessing + onnxruntime-node). */
+export {
+  ImageClassifierAPI,
+  imageClassifier,
+  CLASSIFIER_SERVING_DEFAULTS,
+  DEFAULT_CLASSIFIER_MODEL,
+  type ImageClassifierOptions,
+  type ClassifierRequest,
+  type ClassifierResponse,
+} from "../apps/image-classifier.js";
+export { preprocessImage, referencePreprocess, IMAGENET_MEAN, IMAGENET_STD, CROP_SIZE } from "../apps/image-preprocess.js";
+export { catDogOther, topK, softmaxRows, loadClassNames, LABEL_MODES, type LabelMode, type Prediction } from "../apps/labels.js";

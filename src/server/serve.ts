@@ -1,0 +1,42 @@
+import { inModelWorker, offerApis } from "./api-source.js";
+import type { BatchwiseServer } from "./lifecycle.js";
+import { makeLogger } from "./log.js";
+import { createServer, type ServerOptions } from "./server.js";
+
+/**
+ * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT: drain (not ready, still
+ * serving) for `drainPeriod`, finish in-flight requests, exit 0. For CLIs and scripts; resolves with the server
+ * once it is ready. In a model worker it starts nothing and never resolves (see createServer).
+ *
+ * @example
+ * ```ts
+ * export class Doubler extends ModelAPI { predict(batch: number[]) { return batch.map((x) => 2 * x); } }
+ * await serve({ api: Doubler, maxBatchSize: 64 });
+ * ```
+ */
+export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
+  if (inModelWorker()) {
+    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api)]);
+    return new Promise<never>(() => {});
+  }
+  const log = makeLogger(options.log);
+  const server = await createServer(options);
+  const url = await server.listen();
+  for (const endpoint of server.endpoints) {
+    const i = endpoint.info();
+    log(
+      `serving ${endpoint.config.path} at ${url}${endpoint.config.path} — batching ${i.maxBatchSize === 1 ? "off" : `max ${i.maxBatchSize} / ${i.batchTimeout} s`}, ` +
+        `${(i.devices as string[]).length} worker(s) on ${i.accelerator} (${i.acceleratorReason}), ${i.threadsPerWorker} thread(s) each`,
+    );
+  }
+  const shutdown = async (signal: string, drain: boolean) => {
+    const draining = drain && (options.drainPeriod ?? 5) > 0;
+    log(`${signal}: ${draining ? `draining for ${options.drainPeriod ?? 5} s, then ` : ""}finishing in-flight requests, then exiting`);
+    await (draining ? server.drain() : server.close());
+    process.exit(0);
+  };
+  // SIGTERM is how orchestrators stop a replica: drain first. Ctrl-C (SIGINT) is a person at a terminal: no wait.
+  process.once("SIGTERM", () => void shutdown("SIGTERM", true));
+  process.once("SIGINT", () => void shutdown("SIGINT", false));
+  return server;
+}
