@@ -64,9 +64,19 @@ def output_text(output):
         return ansi.sub("", "\n".join(output.get("traceback") or [f"{output.get('ename')}: {output.get('evalue')}"]))
     return ""
 
+# nbconvert's page sets code and output blocks to `white-space: pre`: a long line runs off the page (and off a
+# printout). Wrap them instead, breaking a long token (a URL, base64) anywhere rather than overflowing.
+WRAP_CSS = """<style>
+pre, .highlight pre, div.output_area pre, .jp-RenderedText pre, .CodeMirror pre {
+  white-space: pre-wrap !important; overflow-wrap: anywhere; word-break: normal;
+}
+div.output_subarea { max-width: 100%; overflow-x: auto; }
+</style>"""
+
 def write(nb, name):
     nbformat.write(nb, os.path.join(out_dir, name + ".ipynb"))
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = body.replace("</head>", WRAP_CSS + "\n</head>", 1)
     with open(os.path.join(out_dir, name + ".html"), "w", encoding="utf-8") as f:
         f.write(body)
 

@@ -32,14 +32,19 @@ describe("bench api against a batchwise server in a child process", () => {
       url: server.url,
       concurrency: [1, 8],
       requests: 40,
+      // at least 8 waves per level: c=8 sends 64 requests, c=1 still 40
+      waves: 8,
       imagesDir,
       serverPid: server.pid,
       warmupRequests: 4,
     });
     const roundTripped = JSON.parse(JSON.stringify(report)) as typeof report;
     expect(roundTripped.levels.map((l) => l.concurrency)).toEqual([1, 8]);
+    expect(roundTripped.levels.map((l) => l.requests)).toEqual([40, 64]);
+    expect(roundTripped.body).toBe("json");
     for (const level of roundTripped.levels) {
-      expect(level.requests).toBe(40);
+      // the server process (a Node runtime with a worker thread) is resident: tens of MiB at least
+      expect(level.usage.serverRssMiB!).toBeGreaterThan(20);
       expect(level.successes + level.errorCount).toBe(level.requests);
       expect(level.errorCount).toBe(0);
       expect(level.requestsPerSecond).toBeGreaterThan(0);
@@ -57,7 +62,8 @@ describe("bench api against a batchwise server in a child process", () => {
       }
     }
     const table = formatApiTable(report);
-    expect(table).toMatch(/^concurrency\s+req\/s/);
+    expect(table).toMatch(/^concurrency\s+requests\s+req\/s/);
+    expect(table).toContain("server RSS MiB");
     expect(table.split("\n").length).toBeGreaterThanOrEqual(4);
   });
 
@@ -81,6 +87,8 @@ describe("bench api against a batchwise server in a child process", () => {
   it("rejects an unknown bench kind and bad flags with a clear message", async () => {
     await expect(runBenchCli(["nonsense"])).rejects.toThrow(/unknown bench kind "nonsense"/);
     await expect(runBenchCli(["api", "--concurrency", "x"])).rejects.toThrow(/whole number/);
+    await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow(/--body must be json or binary/);
+    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision must be auto/);
   });
 });
 

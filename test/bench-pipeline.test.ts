@@ -17,7 +17,7 @@ describe("bench pipeline (in-process, the server's WorkerPool)", () => {
 
   it("classifies the real photos with the real model on 2 workers", async () => {
     const requests = (await imageBodies(await listImages(imagesDir))).map((b) => JSON.parse(b.toString()) as unknown);
-    const report = await runPipeline({ source: imageClassifier({ precision: "int8" }), requests, batchSize: 4, workers: 2, images: 20, decodeSamples: 5 });
+    const report = await runPipeline({ source: imageClassifier({ precision: "int8" }), requests, batchSize: 4, workers: 2, images: 20, decodeSamples: 5, warmupImages: 8 });
     expect(report.failures).toBe(0);
     expect(report.imagesPerSecond).toBeGreaterThan(0);
     expect(report.decodeMsPerImage).toBeGreaterThan(0);

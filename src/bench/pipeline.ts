@@ -28,7 +28,7 @@ export interface PipelineOptions {
    * with 128 images and 200 with 1,024).
    */
   images?: number;
-  /** Untimed images first, so every worker has run full batches (arenas grown, kernels picked). Default: 4 batches per worker, at least 256. */
+  /** Untimed images first, so every worker has run full batches (arenas grown, kernels picked). Default: 2 batches per worker. */
   warmupImages?: number;
   /** Images decoded one at a time first, to measure decode cost alone and warm everything up. Default 16. */
   decodeSamples?: number;
@@ -144,7 +144,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
       return failures;
     };
 
-    await runBatches(options.warmupImages ?? Math.max(4 * batchSize * workers, 256));
+    await runBatches(options.warmupImages ?? 2 * batchSize * workers);
     const images = options.images ?? DEFAULT_PIPELINE_IMAGES;
     const start = process.hrtime.bigint();
     const failures = await runBatches(images);

@@ -121,7 +121,7 @@ export function reportSections(results: SuiteResults): PageSection[] {
 export function reportHtml(results: SuiteResults, sections: PageSection[]): string {
   const title = `batchwise benchmark — ${results.startedAt}${results.quick ? " (quick)" : ""}`;
   const body = [
-    `<p>${escapeHtml(machineSummary(results.machine))}. ${results.settings.requestsPerLevel} requests per concurrency level; ` +
+    `<p>${escapeHtml(machineSummary(results.machine))}. At least ${results.settings.requestsPerLevel} requests and ${results.settings.waves ?? 1} waves (waves × concurrency) per concurrency level; ` +
       `photos from <code>${escapeHtml(results.settings.imagesDir)}</code>; run took ${cell(results.durationSeconds)} s.</p>`,
     `<h2>Targets</h2>`,
     htmlTable(
@@ -133,6 +133,7 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
         t.pass === null ? "not measured" : t.pass ? `<span class="pass">PASS</span>` : `<span class="fail">FAIL</span>`,
       ]),
     ),
+    ...performanceHtml(results),
     `<h2>Configurations</h2>`,
     htmlTable(
       ["config", "precision", "max batch", "workers × threads", "baseline b64 img/s", "pipeline img/s", "decode ms/img", "served c=64 req/s", "errors"],
@@ -154,9 +155,10 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
         (c) =>
           `<h3>${escapeHtml(c.config.name)}</h3>` +
           htmlTable(
-            ["concurrency", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU % (1 core = 100)", "GPU %"],
+            ["concurrency", "requests", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU % (1 core = 100)", "server RSS MiB", "GPU %"],
             c.served!.levels.map((l) => [
               String(l.concurrency),
+              String(l.requests),
               cell(l.requestsPerSecond),
               cell(l.latencyMs.mean),
               cell(l.latencyMs.p50),
@@ -164,6 +166,7 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
               cell(l.latencyMs.p99),
               String(l.errorCount),
               cell(l.usage.serverCpu, 0),
+              cell(l.usage.serverRssMiB, 0),
               l.usage.gpuUtilization === null ? "not available" : cell(l.usage.gpuUtilization, 0),
             ]),
           ),
@@ -171,6 +174,25 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
     `<h2>Charts</h2>`,
   ].join("\n");
   return pageHtml(title, sections, body);
+}
+
+/** npm start's configuration on one photo: the figures the targets read, with how each was measured. */
+function performanceHtml(results: SuiteResults): string[] {
+  const p = results.performance;
+  if (!p) return [];
+  const c = p.config;
+  const rows: [string, string][] = [
+    ["configuration", `batching ${c.maxBatchSize} / ${c.batchTimeout} s, ${c.workers} worker(s) × ${c.threadsPerWorker} thread(s), precision ${c.precision} = ${c.resolvedPrecision}`],
+    ["preprocessing (one core)", `${cell(p.preprocessMs, 2)} ms from JPEG bytes, ${cell(p.preprocessBase64Ms, 2)} ms from base64`],
+    ["model alone, batch 64, one thread", `${cell(p.modelMsPerImage, 2)} ms per image`],
+    ["pipeline limit (no HTTP)", `${cell(p.pipelineImagesPerSecond)} img/s over ${p.pipeline.images} images`],
+    ["served c=64, base64 JSON", `${cell(p.served.requestsPerSecond)} img/s, p50 ${cell(p.served.latencyMs.p50)} ms, ${p.served.errorCount} errors`],
+    ["served c=64, binary body", p.servedBinary ? `${cell(p.servedBinary.requestsPerSecond)} img/s, p50 ${cell(p.servedBinary.latencyMs.p50)} ms, ${p.servedBinary.errorCount} errors` : "not measured"],
+    ["rounds (alternating)", p.rounds.map((r) => `${r.body} ${cell(r.requestsPerSecond)}${r.errorCount ? ` (${r.errorCount} errors)` : ""}`).join(", ")],
+    ["server RSS under c=64 (peak, process tree)", `${cell(p.serverRssMiB, 0)} MiB`],
+    ["lone request p50, batching off / on", `${cell(p.lone.batchingOffP50Ms, 2)} / ${cell(p.lone.batchingOnP50Ms, 2)} ms`],
+  ];
+  return [`<h2>npm start's configuration on ${escapeHtml(path.basename(p.image))}</h2>`, htmlTable(["measure", "value"], rows.map(([k, v]) => [escapeHtml(k), escapeHtml(v)]))];
 }
 
 async function writePngs(sections: PageSection[], dir: string, log: (line: string) => void) {
