@@ -86,6 +86,73 @@ describe.skipIf(!nativeJpeg)("native JPEG preprocessing", () => {
     await expect(native.preprocess(photo, out, zeroCrop)).rejects.toThrow(/out of range/);
   });
 
+  it("3,040 mutated JPEGs with random plans, 16 at a time on the libuv pool: every call settles, every failure is a rejected Error", async () => {
+    const photo = await sharp(readFileSync(image("darknet_dog.jpg"))).resize(64, 48).toBuffer();
+    const seeds = [
+      await sharp(photo).jpeg({ quality: 80 }).toBuffer(),
+      await sharp(photo).jpeg({ quality: 90, progressive: true }).toBuffer(),
+      await sharp(photo).jpeg({ quality: 95, chromaSubsampling: "4:4:4" }).toBuffer(),
+      await sharp(photo).greyscale().jpeg().toBuffer(),
+      await sharp(photo).toColourspace("cmyk").jpeg().toBuffer(),
+    ];
+    let state = 42;
+    const random = (n: number) => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return (state >>> 8) % n;
+    };
+    const mutate = (seed: Buffer): Buffer => {
+      let bytes = Buffer.from(seed);
+      const kind = random(5);
+      if (kind === 0) for (let i = 0, n = 1 + random(8); i < n; i++) bytes[random(bytes.length)] ^= 1 << random(8);
+      else if (kind === 1) bytes = bytes.subarray(0, random(bytes.length));
+      else if (kind === 2) {
+        const at = random(bytes.length);
+        const marker = [0xd0 + random(8), 0xc4, 0xda, 0xd9, 0xdd, 0xc2, 0xc0][random(7)];
+        bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff, marker]), bytes.subarray(at)]);
+      } else if (kind === 3) {
+        const sof = bytes.findIndex((b, i) => b === 0xff && (bytes[i + 1] === 0xc0 || bytes[i + 1] === 0xc2));
+        if (sof >= 0) bytes.writeUInt16BE([0, 1, 65535, 8192, random(65536)][random(5)], sof + 5 + 2 * random(2));
+      } else {
+        const at = random(bytes.length), length = random(200);
+        bytes = Buffer.concat([bytes.subarray(0, at + length), bytes.subarray(at)]);
+      }
+      return bytes;
+    };
+    const hostile = [NaN, Infinity, -Infinity, -1, 0, 0.5, 2 ** 31, 1e300, 65537];
+    const randomPlan = () => {
+      const p = plan(64, 48);
+      const kind = random(4);
+      if (kind === 1) {
+        const [w, h, crop] = [1 + random(1024), 1 + random(1024), 1 + random(224)];
+        p.set([w, h, random(Math.max(1, w - crop + 2)), random(Math.max(1, h - crop + 2)), crop]);
+      } else if (kind === 2) p[random(11)] = hostile[random(hostile.length)];
+      return p;
+    };
+    let resolved = 0;
+    let rejected = 0;
+    for (let round = 0; round < 190; round++) {
+      const calls = Array.from({ length: 16 }, () => {
+        const out = new Float32Array(IMAGE_VALUES).fill(NaN);
+        const p = randomPlan();
+        return native.preprocess(mutate(seeds[random(seeds.length)]), out, p).then(() => ({ out, crop: p[4] }));
+      });
+      for (const result of await Promise.allSettled(calls)) {
+        if (result.status === "fulfilled") {
+          resolved++;
+          const { out, crop } = result.value;
+          expect(out.subarray(0, crop * crop * 3).every(Number.isFinite)).toBe(true);
+        } else {
+          rejected++;
+          expect(result.reason).toBeInstanceOf(Error);
+          expect((result.reason as Error).message.length).toBeGreaterThan(0);
+        }
+      }
+    }
+    expect(resolved + rejected).toBe(3040);
+    expect(resolved).toBeGreaterThan(100);
+    expect(rejected).toBeGreaterThan(100);
+  });
+
   it("a plan with NaN, infinities, fractions, negative or huge sizes, or a zero std is rejected, never cast", async () => {
     const photo = readFileSync(image("darknet_dog.jpg"));
     const out = new Float32Array(IMAGE_VALUES);
