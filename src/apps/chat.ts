@@ -243,6 +243,10 @@ function toolsFor(tokenizer: PreTrainedTokenizer, request: ChatRequest): unknown
       "unsupported_parameter",
     );
   }
+  const toolMessages = (request.messages ?? []).some((m) => m.role === "tool" || m.tool_calls);
+  if (toolMessages && !usesTools(tokenizer)) {
+    throw new BadRequestError("This model's chat template does not support tool calls or tool results in 'messages'", "unsupported_parameter");
+  }
   if (!request.tools || request.tools.length === 0 || choice === "none") return undefined;
   if (!usesTools(tokenizer)) {
     throw new BadRequestError(

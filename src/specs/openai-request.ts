@@ -199,6 +199,9 @@ function parseMessage(message: unknown, param: string): ChatMessage {
     );
   }
   const toolCalls = message.tool_calls;
+  if (role === "tool" && typeof message.tool_call_id !== "string") {
+    throw new InvalidRequestError(`'${param}.tool_call_id' must be a string: a tool message answers a tool call`, `${param}.tool_call_id`);
+  }
   const content =
     (message.content === null || message.content === undefined) && role === "assistant" && Array.isArray(toolCalls)
       ? ""
