@@ -49,6 +49,8 @@ export interface PerformanceOptions {
   /** Default ../shared/images/darknet_dog.jpg (BATCHWISE_IMAGES_DIR honoured). */
   image: string;
   log?: (line: string) => void;
+  /** Overrides of the mode's counts (smaller for a smoke test; the defaults are what the targets need). */
+  counts?: Partial<{ preprocessRuns: number; modelRuns: number; pipelineImages: number; requestsPerRound: number; roundsEach: number; loneRequests: number }>;
 }
 
 /** c=64: the seed's top concurrency level, where the targets are set. */
@@ -65,12 +67,13 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   const base64 = bytes.toString("base64");
 
   log(`performance · preprocessing ${path.basename(options.image)}, one image at a time`);
-  const runs = quick ? 100 : 300;
+  const counts = options.counts ?? {};
+  const runs = counts.preprocessRuns ?? (quick ? 100 : 300);
   const preprocessMs = await medianMs(() => preprocessImage(bytes), runs);
   const preprocessBase64Ms = await medianMs(() => preprocessBase64(base64), runs);
 
   log(`performance · model alone: batch 64, 1 thread, ${resolvedPrecision}`);
-  const model = await runBaseline({ precision: resolvedPrecision, threads: 1, batchSizes: [64], runs: quick ? 5 : 15, warmupRuns: 2 });
+  const model = await runBaseline({ precision: resolvedPrecision, threads: 1, batchSizes: [64], runs: counts.modelRuns ?? (quick ? 5 : 15), warmupRuns: 2 });
   const modelMsPerImage = model.results[0].medianMs / 64;
 
   // The limit must be a limit: warm-up plus 1,024 images in quick mode too (fewer read low, see ./pipeline.ts).
@@ -81,7 +84,7 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
     batchSize: maxBatchSize,
     workers,
     threadsPerWorker,
-    images: quick ? 1024 : 2048,
+    images: counts.pipelineImages ?? (quick ? 1024 : 2048),
   });
 
   const payloads: Record<BodyForm, RequestPayload[]> = {
@@ -89,8 +92,8 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
     binary: await imagePayloads([options.image], "binary"),
   };
   const serverOptions = { api: source, maxBatchSize, batchTimeout, workersPerDevice: workers, threadsPerWorker };
-  const roundsEach = quick ? 2 : 3;
-  const requests = quick ? 512 : 1024;
+  const roundsEach = counts.roundsEach ?? (quick ? 2 : 3);
+  const requests = counts.requestsPerRound ?? (quick ? 512 : 1024);
   log(`performance · served at c=${CONCURRENCY}: ${roundsEach} rounds each of base64 JSON and binary bodies, alternating`);
   const levels: { body: BodyForm; level: ApiBenchLevel }[] = await withServerProcess({ kind: "batchwise", options: serverOptions }, async (server) => {
     const done: { body: BodyForm; level: ApiBenchLevel }[] = [];
@@ -120,7 +123,7 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   const rssValues = levels.map((l) => l.level.usage.serverRssMiB).filter((v): v is number => typeof v === "number");
 
   log("performance · lone request, batching off vs on, interleaved");
-  const requestsEach = quick ? 100 : 400;
+  const requestsEach = counts.loneRequests ?? (quick ? 100 : 400);
   const off = await startServerProcess({ kind: "batchwise", options: { ...serverOptions, maxBatchSize: 1, batchTimeout: 0 } });
   try {
     const on = await startServerProcess({ kind: "batchwise", options: serverOptions });
