@@ -14,10 +14,12 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
-import { providerName, settingsFor, ort, type Session } from "../runtime/onnx.js";
+import { runChunked } from "../runtime/chunked-run.js";
+import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
-import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, preprocessBase64 } from "./image-preprocess.js";
+import { Upload } from "../server/upload.js";
+import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, preprocessBase64, preprocessImage } from "./image-preprocess.js";
 import { nativeJpegStatus } from "./jpeg-native.js";
 import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";
 
@@ -51,7 +53,7 @@ export interface ImageBatch {
 
 const CLASSES = 1000;
 
-export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array, Prediction[], ClassifierResponse> {
+export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Float32Array, Prediction[], ClassifierResponse> {
   readonly options: Required<ImageClassifierOptions>;
   private session?: Session;
   private classNames: string[] = [];
@@ -106,7 +108,14 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
     };
   }
 
-  override async decodeRequest(request: ClassifierRequest, _ctx?: RequestContext): Promise<Float32Array> {
+  /** Raw image bodies and multipart files reach decodeRequest as bytes: no base64, no JSON. */
+  override binaryTypes = ["image/jpeg", "image/png", "image/webp", "application/octet-stream"];
+
+  override async decodeRequest(request: ClassifierRequest | Upload, _ctx?: RequestContext): Promise<Float32Array> {
+    if (request instanceof Upload) {
+      if (request.data.length === 0) throw new BadRequestError("The uploaded image is empty", "empty_image");
+      return preprocessImage(request.data, this.options.maxPixels);
+    }
     if (request === null || typeof request !== "object" || Array.isArray(request)) {
       throw new BadRequestError('The body must be a JSON object: {"image": "<base64>"}', "invalid_body");
     }
@@ -138,10 +147,9 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest, Float32Array
     return { predictions };
   }
 
+  /** In sub-batches of 8: faster per image and a far smaller onnxruntime arena than one run of 64 (chunked-run.ts). */
   private async run(session: Session, batch: ImageBatch): Promise<Float32Array> {
-    const input = new ort.Tensor("float32", batch.data, [batch.count, 3, CROP_SIZE, CROP_SIZE]);
-    const outputs = await session.run({ [session.inputNames[0]]: input });
-    return outputs[session.outputNames[0]].data as Float32Array;
+    return runChunked(session, batch.data, batch.count, [3, CROP_SIZE, CROP_SIZE]);
   }
 }
 

@@ -161,6 +161,11 @@ export class Endpoint {
     return this.api.binaryTypes ?? [];
   }
 
+  /** The POST paths that reach this endpoint: its own, and the spec's extra ones (one queue for all). */
+  get routes(): string[] {
+    return [this.config.path, ...(this.spec.extraPaths ?? [])];
+  }
+
   /** decodeRequest → queue → worker (batch/predict/unbatch) → encodeResponse → the spec's response. */
   async handle(body: unknown, ctx: RequestContext, route: string = this.config.path): Promise<SpecResponse> {
     const request = this.spec.parseRequest(body, ctx, route);

@@ -1,5 +1,5 @@
 import { Readable } from "node:stream";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RequestContext } from "../api.js";
 import type { Endpoint } from "./endpoint.js";
 import { errors, HttpError } from "./errors.js";
@@ -9,32 +9,38 @@ import type { ServerMetrics } from "./metrics.js";
 import { errorBody, type SpecResponse } from "./spec.js";
 import { mediaType, Upload } from "./upload.js";
 
-/** One POST route per endpoint, plus whatever its spec adds (GET /v1/models). */
-export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics?: ServerMetrics) {
+/**
+ * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever
+ * its spec adds (GET /v1/models, metrics of its own in the server's registry).
+ */
+export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics) {
   for (const endpoint of endpoints) {
-    const binary = new Set(endpoint.binaryTypes);
-    for (const route of [endpoint.config.path, ...(endpoint.spec.extraPaths ?? [])])
-    app.post(route, { config: { spec: endpoint.spec } }, async (request, reply) => {
-      const done = endpoint.track();
-      reply.raw.once("close", done);
-      let body = request.body;
-      if (Buffer.isBuffer(body) || body instanceof Upload) {
-        const type = body instanceof Upload ? "multipart/form-data" : mediaType(request.headers["content-type"]);
-        if (!binary.has(type) && !(type === "multipart/form-data" && binary.size > 0)) {
-          throw errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(endpoint.binaryTypes));
-        }
-        if (Buffer.isBuffer(body)) body = new Upload(body, type);
-      }
-      const controller = new AbortController();
-      // The response closing before it was finished means the client went away: stop its work.
-      reply.raw.on("close", () => {
-        if (!reply.raw.writableFinished) controller.abort();
-      });
-      const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
-      return send(reply, await endpoint.handle(body, ctx, route), controller);
-    });
-    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics?.registry });
+    for (const route of endpoint.routes) {
+      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply));
+    }
+    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
   }
+}
+
+async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply) {
+  reply.raw.once("close", endpoint.track());
+  let body = request.body;
+  if (Buffer.isBuffer(body) || body instanceof Upload) {
+    // Binary parsers are registered for every endpoint's types together: this endpoint may not take this one.
+    const type = body instanceof Upload ? "multipart/form-data" : mediaType(request.headers["content-type"]);
+    const binary = endpoint.binaryTypes;
+    if (binary.length === 0 || (type !== "multipart/form-data" && !binary.includes(type))) {
+      throw errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(binary));
+    }
+    if (Buffer.isBuffer(body)) body = new Upload(body, type);
+  }
+  const controller = new AbortController();
+  // The response closing before it was finished means the client went away: stop its work.
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
+  return send(reply, await endpoint.handle(body, ctx, route), controller);
 }
 
 /**

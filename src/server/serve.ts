@@ -29,14 +29,19 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
         `${(i.devices as string[]).length} worker(s) on ${i.accelerator} (${i.acceleratorReason}), ${i.threadsPerWorker} thread(s) each`,
     );
   }
+  let stopping = false;
   const shutdown = async (signal: string, drain: boolean) => {
+    if (stopping) return;
+    stopping = true;
     const draining = drain && (options.drainPeriod ?? 5) > 0;
     log(`${signal}: ${draining ? `draining for ${options.drainPeriod ?? 5} s, then ` : ""}finishing in-flight requests, then exiting`);
     await (draining ? server.drain() : server.close());
     process.exit(0);
   };
-  // SIGTERM is how orchestrators stop a replica: drain first. Ctrl-C (SIGINT) is a person at a terminal: no wait.
-  process.once("SIGTERM", () => void shutdown("SIGTERM", true));
+  // SIGTERM is how orchestrators stop a replica: drain first. It may come twice (a wrapper such as the tsx CLI relays
+  // the signal its process group also got): the second must not kill the drain. Ctrl-C (SIGINT) is a person at a
+  // terminal: no drain, and a second Ctrl-C exits at once (the default action, once this handler is gone).
+  process.on("SIGTERM", () => void shutdown("SIGTERM", true));
   process.once("SIGINT", () => void shutdown("SIGINT", false));
   return server;
 }

@@ -70,7 +70,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   for (const e of endpointOptions) {
     endpoints.push(await Endpoint.create(e, threads, (path, size) => metrics?.batchSize.observe({ endpoint: path }, size), log));
   }
-  const paths = endpoints.map((e) => e.config.path);
+  const paths = endpoints.flatMap((e) => e.routes);
   if (new Set(paths).size !== paths.length) throw new OptionError(`Two endpoints share a path: ${paths.join(", ")}`);
   metrics = new ServerMetrics(endpoints.map((e) => ({ path: e.config.path, load: () => e.load() })));
 

@@ -6,7 +6,15 @@ import { HttpError } from "./errors.js";
  * file in a `multipart/form-data` body (what FastAPI/LitServe clients send as `UploadFile`), with no base64 or JSON on
  * the way. An API takes uploads by listing the content types in its `binaryTypes`.
  */
+const UPLOAD = Symbol.for("batchwise.upload");
+
 export class Upload {
+  /** `instanceof Upload` holds across two copies of batchwise (a user's API importing its own install). */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[UPLOAD] === true;
+  }
+  readonly [UPLOAD] = true;
+
   constructor(
     readonly data: Buffer,
     /** The part's or the body's media type, lowercase, without parameters. */
