@@ -4,6 +4,9 @@
  *   defaults   sharp with its defaults (ICC colour transform, metadata parsed) — what a first version does
  *   reference  the straight pipeline: full decode, ICC ignored like PIL, linear resize, centre crop
  *   fast       src/apps/image-preprocess.ts
+ *   native     the native JPEG path's call alone (native/jpeg_preprocess.c: decode at a DCT scale, resample, normalise),
+ *              on the raw bytes — the figure issue 14's "preprocessing ≤ 2.5 ms" is about; its instruction count per
+ *              image: valgrind --tool=callgrind native/fuzz/replay (see that file)
  * Then, with the real model (fp32 and int8, BATCHWISE_MODELS_DIR or ../shared/models): top-1 and the largest
  * probability difference between fast and reference preprocessing on every photo of the images folder, and the
  * single-image latency decode + predict.
@@ -13,7 +16,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
 import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { hwcToNormalizedChw, preprocessBase64, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
+import { IMAGENET_MEAN, IMAGENET_STD, IMAGE_VALUES, hwcToNormalizedChw, preprocessBase64, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
+import { nativeJpeg } from "../src/apps/jpeg-native.js";
 
 const args = process.argv.slice(2);
 const runsFlag = args.indexOf("--runs");
@@ -41,6 +45,14 @@ const pipelines: Record<string, (b64: string) => Promise<Float32Array>> = {
   reference: (b64) => referencePreprocess(Buffer.from(b64, "base64")),
   fast: (b64) => preprocessBase64(b64),
 };
+const raw = readFileSync(file);
+if (nativeJpeg && raw[0] === 0xff && raw[1] === 0xd8) {
+  const { width, height } = await sharp(raw).metadata();
+  const p = resizePlan(width!, height!);
+  const plan = new Float64Array([p.width, p.height, p.left, p.top, 224, ...IMAGENET_MEAN, ...IMAGENET_STD]);
+  const out = new Float32Array(IMAGE_VALUES);
+  pipelines.native = async () => (await nativeJpeg!.preprocess(raw, out, plan), out);
+}
 
 const times: Record<string, number[]> = Object.fromEntries(Object.keys(pipelines).map((k) => [k, []]));
 for (let i = 0; i < 20; i++) for (const run of Object.values(pipelines)) await run(base64); // warm-up
