@@ -18,7 +18,7 @@
  */
 import type { TokenConstraint } from "./chat-engine.js";
 import type { OutputFormat } from "./chat-types.js";
-import { TokenSampler } from "./chat-sampler.js";
+import { argmax, TokenSampler } from "./chat-sampler.js";
 import {
   canEnd,
   compileSchema,
@@ -127,6 +127,16 @@ export class ConstrainedDecoder implements TokenConstraint {
     // The value is complete and nothing may follow: end the sequence.
     if (isDone(this.state)) return this.eos[0] ?? 0;
     const finish = completion(this.state);
+    // Greedy fast path: when the most likely token is allowed it is the masked argmax too; no mask needed.
+    if (sampler.params.temperature <= 0 && remaining > finish.length) {
+      const best = argmax(logits);
+      const text = this.vocab.texts[best];
+      const next = text ? feedFrom(this.state, text, 0) : null;
+      if (next && remaining - 1 >= completion(next).length) {
+        this.state = next;
+        return best;
+      }
+    }
     let allowed = remaining <= finish.length ? this.forced(finish) : this.maskFor(this.state);
     const endable = canEnd(this.state);
     for (let attempt = 0; ; attempt++) {
