@@ -17,6 +17,12 @@
 /* Full-size pixel cap for fuzzing: keeps one input's decode in milliseconds; the addon uses JP_DEFAULT_MAX_PIXELS. */
 #define FUZZ_MAX_PIXELS (2.0 * 1024 * 1024)
 
+#ifdef __clang__
+#define FUZZ_NO_COVERAGE __attribute__((no_sanitize("coverage")))
+#else
+#define FUZZ_NO_COVERAGE
+#endif
+
 static const double imagenet[6] = {0.485, 0.456, 0.406, 0.229, 0.224, 0.225};
 
 /* resizePlan() of src/apps/image-preprocess.ts, generalised to any short side and crop. */
@@ -36,12 +42,12 @@ static void classifier_plan(int width, int height, int short_side, int crop, dou
 static const double hostile[16] = {0,   -1,  0.5,  1,        224, 65536, 65537, 1e300,
                                    -0.0, NAN, INFINITY, -INFINITY, 1e-300, 4096, 4097, 2147483648.0};
 
-__attribute__((no_sanitize("coverage"))) static void fill_nan(float *out, size_t n) {
+FUZZ_NO_COVERAGE static void fill_nan(float *out, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = NAN;
 }
 
 /* Not instrumented for coverage: the checks' comparisons would otherwise cost more than the code under test. */
-__attribute__((no_sanitize("coverage"))) static int check_output(const float *out, size_t written, int imagenet_stats) {
+FUZZ_NO_COVERAGE static int check_output(const float *out, size_t written, int imagenet_stats) {
   for (size_t i = 0; i < written; i++) {
     if (!isfinite(out[i])) {
       fprintf(stderr, "output value %zu is %f after a success\n", i, out[i]);
