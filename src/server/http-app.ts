@@ -67,8 +67,11 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   }
 
   app.setErrorHandler((error, request, reply) => {
-    let httpError = toHttpError(error);
-    if (httpError.status === 415) httpError = errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(options.binaryTypes));
+    // fastify's own 415 (no parser for the type) names what the server takes; a route's own 415 already says more.
+    const httpError =
+      !(error instanceof HttpError) && (error as { statusCode?: number }).statusCode === 415
+        ? errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(options.binaryTypes))
+        : toHttpError(error);
     if (httpError.code === "internal_error") options.log(`internal error on ${request.url}: ${(error as Error).message}`);
     const spec = (request.routeOptions.config as { spec?: Spec }).spec;
     reply.code(httpError.status).headers(httpError.headers).send(spec ? spec.formatError(httpError) : errorBody(httpError));
