@@ -4,18 +4,18 @@
  * an HAProxy in front of the first N and runs a closed-loop load of real photos. Rounds interleave the
  * configurations (1, 2, 3, direct, 1, 2, 3, direct, …) so a busy neighbour on a shared machine hits them alike.
  *
- *   node --import tsx scripts/scale-out-bench.ts [--rounds 2] [--requests 480] [--concurrency 32] [--form binary|json]
+ *   node --import tsx scripts/scale-out-bench.ts [--rounds 2] [--requests 480] [--concurrency 32] [--form binary|json (default: binary if the server takes raw images)]
  */
 import { parseArgs } from "node:util";
 import { defaultImagesDir, imagePayloads, listImages, runLoad, type BodyForm, type LoadResult } from "../src/bench/load.js";
-import { freePort, Haproxy, Replica } from "./haproxy/cluster.js";
+import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica } from "./haproxy/cluster.js";
 
 const { values } = parseArgs({
   options: {
     rounds: { type: "string", default: "2" },
     requests: { type: "string", default: "480" },
     concurrency: { type: "string", default: "32" },
-    form: { type: "string", default: "binary" },
+    form: { type: "string" },
     "max-batch-size": { type: "string", default: "64" },
   },
 });
@@ -27,12 +27,14 @@ const replicas: Replica[] = [];
 let proxy: Haproxy | undefined;
 
 async function main() {
-  const payloads = await imagePayloads(await listImages(defaultImagesDir()), values.form as BodyForm);
   for (let i = 0; i < 3; i++) replicas.push(new Replica(`r${i + 1}`, await freePort(), { args: ["--max-batch-size", values["max-batch-size"]!] }));
   await Promise.all(replicas.map((r) => r.start()));
+  const form = (values.form ?? (await bodyFormOf(replicas[0].url))) as BodyForm;
+  const payloads = await imagePayloads(await listImages(defaultImagesDir()), form);
+  checkBodiesFitBuffer(payloads);
   console.log(
     `3 replicas (1 worker × 1 thread each, batching ${values["max-batch-size"]}), c=${concurrency}, ${requests} requests per run, ` +
-      `${payloads.length} photos as ${values.form} bodies, ${rounds} round(s)`,
+      `${payloads.length} photos as ${form} bodies, ${rounds} round(s)`,
   );
 
   const configs = ["1", "2", "3", "1 direct"] as const;

@@ -1,7 +1,7 @@
 /**
  * The multi-replica check (README, "Scaling out"; run by .ci/run): three classifier replicas on 127.0.0.1 behind a
  * real HAProxy that health-checks GET /readyz, under continuous load (32 clients, the sample photos as raw image
- * bodies). While the load runs it
+ * bodies, or base64 JSON where the server takes no raw images). While the load runs it
  *   (a) restarts every replica in turn with SIGTERM (drain, exit, start again, wait until HAProxy has it back);
  *       criterion: zero failed requests;
  *   (b) SIGKILLs one replica; criterion: the only failures are requests that were in flight when it died (HAProxy
@@ -10,18 +10,18 @@
  *       replica served requests.
  * Prints a summary and exits 1 when a criterion fails. Every wait is bounded, and a watchdog ends the run.
  *
- *   node --import tsx scripts/scale-out-check.ts [--concurrency 32] [--watchdog-seconds 480]
+ *   node --import tsx scripts/scale-out-check.ts [--concurrency 32] [--watchdog-seconds 600]
  */
 import { parseArgs } from "node:util";
 import { defaultImagesDir, imagePayloads, listImages } from "../src/bench/load.js";
 import { summarize } from "../src/bench/stats.js";
-import { freePort, Haproxy, Replica, sleep } from "./haproxy/cluster.js";
+import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica, sleep } from "./haproxy/cluster.js";
 import { startLoad, type RequestRecord, type RunningLoad } from "./haproxy/load.js";
 
 const { values } = parseArgs({
   options: {
     concurrency: { type: "string", default: "32" },
-    "watchdog-seconds": { type: "string", default: "480" },
+    "watchdog-seconds": { type: "string", default: "600" },
   },
 });
 const concurrency = Number(values.concurrency);
@@ -48,16 +48,18 @@ interface Phase {
 }
 
 async function main(): Promise<boolean> {
-  const payloads = await imagePayloads(await listImages(defaultImagesDir()), "binary");
   for (let i = 0; i < REPLICAS; i++) replicas.push(new Replica(`r${i + 1}`, await freePort()));
   const t = Date.now();
   await Promise.all(replicas.map((r) => r.start()));
   const info = (await (await fetch(`${replicas[0].url}/info`)).json()) as Record<string, unknown>;
   log(`${REPLICAS} replicas ready in ${((Date.now() - t) / 1000).toFixed(1)} s (ports ${replicas.map((r) => r.port).join(", ")}); /predict idempotent: ${String(findIdempotent(info))}`);
+  const form = await bodyFormOf(replicas[0].url);
+  const payloads = await imagePayloads(await listImages(defaultImagesDir()), form);
+  checkBodiesFitBuffer(payloads);
 
   proxy = await Haproxy.start(replicas.map((r) => ({ name: r.name, port: r.port })));
   for (const r of replicas) await proxy.waitStatus(r.name, "UP");
-  log(`haproxy on ${proxy.url} (stats on port ${proxy.statsPort}), all replicas UP; load: ${concurrency} clients, ${payloads.length} photos`);
+  log(`haproxy on ${proxy.url} (stats on port ${proxy.statsPort}), all replicas UP; load: ${concurrency} clients, ${payloads.length} photos as ${form} bodies`);
 
   load = startLoad({ url: proxy.url, path: "/predict", concurrency, payloads });
   const phases: Phase[] = [];
@@ -126,10 +128,10 @@ function report(records: RequestRecord[], phases: Phase[], killedAt: number, inF
   for (const [kind, n] of kinds) log(`  failure ×${n}: ${kind}`);
 
   const total2xx = stats.reduce((sum, s) => sum + s.responses2xx, 0);
-  log("replica  status  2xx     share   5xx  retries  redispatches");
+  log("replica  status  2xx     share   5xx  retries  redispatches  went DOWN");
   for (const s of stats) {
     log(
-      `${s.name.padEnd(8)} ${s.status.padEnd(7)} ${String(s.responses2xx).padStart(6)}  ${((100 * s.responses2xx) / Math.max(1, total2xx)).toFixed(1).padStart(5)} %  ${String(s.responses5xx).padStart(4)}  ${String(s.retries).padStart(7)}  ${String(s.redispatches).padStart(12)}`,
+      `${s.name.padEnd(8)} ${s.status.padEnd(7)} ${String(s.responses2xx).padStart(6)}  ${((100 * s.responses2xx) / Math.max(1, total2xx)).toFixed(1).padStart(5)} %  ${String(s.responses5xx).padStart(4)}  ${String(s.retries).padStart(7)}  ${String(s.redispatches).padStart(12)}  ${String(s.downs).padStart(9)}`,
     );
   }
 

@@ -11,6 +11,28 @@ import path from "node:path";
 
 export const HOST = "127.0.0.1";
 
+/**
+ * HAProxy's buffer size. It can only retry a request it still holds whole, so every request body must fit, with
+ * room for the headers: the largest sample photo is 661 kB, 882 kB as base64 JSON.
+ */
+export const HAPROXY_BUFSIZE = 1024 * 1024;
+
+/** Throws unless HAProxy can hold (and so retry) every one of these bodies. */
+export function checkBodiesFitBuffer(bodies: { body: Buffer }[]) {
+  const largest = Math.max(...bodies.map((b) => b.body.length));
+  if (largest > HAPROXY_BUFSIZE - 16 * 1024) throw new Error(`a ${largest}-byte body does not fit HAProxy's ${HAPROXY_BUFSIZE}-byte buffer: it could not be retried`);
+}
+
+/**
+ * How to send photos to this server: raw image bodies when its /predict endpoint lists image/jpeg among its binary
+ * types (fewer bytes, no base64), else `{"image": "<base64>"}` JSON.
+ */
+export async function bodyFormOf(url: string): Promise<"binary" | "json"> {
+  const info = (await (await fetch(`${url}/info`)).json()) as { endpoints?: { path: string; binaryTypes?: string[] }[] };
+  const predict = info.endpoints?.find((e) => e.path === "/predict");
+  return predict?.binaryTypes?.includes("image/jpeg") ? "binary" : "json";
+}
+
 /** A port the kernel says is free now (bound to 0, then released). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -108,28 +130,31 @@ export interface HaproxyServer {
  * HAProxy's configuration for replicas behind one frontend.
  *
  * - `option httpchk GET /readyz` every second (`inter 1s`): a draining replica answers 503 and is out of rotation
- *   after `fall 2` checks (≤ 2 s, inside batchwise's default 5 s drain); a new one is in after `rise 2`.
- * - `retry-on conn-failure empty-response response-timeout` + `option redispatch 1`: a request whose replica refused
- *   the connection, or closed it without an answer (killed mid-request), is sent again to another replica. Retrying
- *   a POST that already reached a server is only safe because the classifier's predict is idempotent (its endpoint
- *   says so in /info). HAProxy can only retry a request it still holds: `option http-buffer-request` waits for the
- *   whole body, and `tune.bufsize` must be larger than the largest body (the sample photos go up to 661 kB).
+ *   after `fall 2` checks (the second one `fastinter 500ms` later: ≈ 1.5 s, inside batchwise's default 5 s drain);
+ *   a new one is in after `rise 2`. `timeout check 5s`: a replica busy with a full queue answers its probe late, and
+ *   a short timeout would take healthy replicas out of rotation exactly when they are all needed.
+ * - `retry-on conn-failure empty-response response-timeout 503` + `option redispatch 1`: a request whose replica
+ *   refused the connection, closed it without an answer (killed mid-request), or answered 503 (draining past its
+ *   drain period, queue full: nothing was run) is sent again to another replica. Retrying a POST that may already
+ *   have run is only safe because the classifier's predict is idempotent (its endpoint says so in /info). HAProxy
+ *   can only retry a request it still holds: `option http-buffer-request` waits for the whole body, and
+ *   `tune.bufsize` must be larger than the largest body.
  */
 export function haproxyConfig(options: { frontPort: number; statsPort: number; servers: HaproxyServer[]; balance?: string }): string {
   const servers = options.servers.map((s) => `  server ${s.name} ${HOST}:${s.port} check`).join("\n");
   return `global
   maxconn 256
-  tune.bufsize 1048576
+  tune.bufsize ${HAPROXY_BUFSIZE}
 
 defaults
   mode http
   timeout connect 1s
   timeout client 60s
   timeout server 60s
-  timeout check 2s
+  timeout check 5s
   retries 3
   option redispatch 1
-  retry-on conn-failure empty-response response-timeout
+  retry-on conn-failure empty-response response-timeout 503
   option http-buffer-request
 
 frontend predict
@@ -140,7 +165,7 @@ backend replicas
   balance ${options.balance ?? "leastconn"}
   option httpchk GET /readyz
   http-check expect status 200
-  default-server inter 1s fall 2 rise 2
+  default-server inter 1s fastinter 500ms fall 2 rise 2
 ${servers}
 
 frontend stats
@@ -171,6 +196,8 @@ export interface ServerStats {
   /** Requests HAProxy sent again (to it or elsewhere) after a failure on it. */
   retries: number;
   redispatches: number;
+  /** UP → DOWN transitions so far (a restart is one; more mean its health checks failed while it served). */
+  downs: number;
 }
 
 /** A running HAProxy. */
@@ -222,6 +249,7 @@ export class Haproxy {
         responses5xx: num(cells, "hrsp_5xx"),
         retries: num(cells, "wretr"),
         redispatches: num(cells, "wredis"),
+        downs: num(cells, "chkdown"),
       }));
   }
 
