@@ -5,15 +5,11 @@
  * fallback that would serve at a tenth of the expected speed.
  */
 import { spawnSync } from "node:child_process";
-import os from "node:os";
 import type { Accelerator, AcceleratorChoice } from "../api.js";
 import { encodeModel, DataType } from "./onnx-schema.js";
 import { executionProviders, ort, summarizeOrtError } from "./onnx.js";
 
-/** Cores this process may use (respects cgroup/affinity limits through availableParallelism). */
-export function availableCores(): number {
-  return Math.max(1, typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length);
-}
+export { availableCores } from "./cores.js";
 
 export interface AcceleratorDecision {
   accelerator: Accelerator;

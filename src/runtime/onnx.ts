@@ -4,7 +4,7 @@
  */
 import ort from "onnxruntime-node";
 import type { Accelerator, Device } from "../api.js";
-import { availableCores } from "./device.js";
+import { availableCores } from "./cores.js";
 
 export type Session = ort.InferenceSession;
 export { ort };
