@@ -26,7 +26,7 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-const post = async (path: string, body: BodyInit, headers: Record<string, string> = {}) => {
+const post = async (path: string, body: NonNullable<Parameters<typeof fetch>[1]>["body"], headers: Record<string, string> = {}) => {
   const response = await fetch(`${url}${path}`, { method: "POST", body, headers });
   return { status: response.status, body: (await response.json()) as any };
 };
