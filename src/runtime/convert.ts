@@ -318,7 +318,7 @@ export function floatBitsToBfloat16(x: number): number {
 }
 
 /** Raise the default-domain opset, rewriting Squeeze/Unsqueeze (axes attribute → input since opset 13). */
-function raiseOpset(model: ModelProto, version: number): void {
+export function raiseOpset(model: ModelProto, version: number): void {
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
   if (!opset) throw new ConversionError("The model imports no default-domain opset");
   const current = toNumber(opset.version);

@@ -1,0 +1,49 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Device } from "../src/api.js";
+import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
+import { runChunked } from "../src/runtime/chunked-run.js";
+import { createSession, settingsFor, type Session } from "../src/runtime/onnx.js";
+import { image, modelsDir } from "./helpers/paths.js";
+
+const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
+const names = ["darknet_dog.jpg", "pytorchhub_dog.jpg", "imageio_wikkie.png", "skimage_chelsea.png", "skimage_coffee.png"];
+const dims = [3, 224, 224];
+let inputs: Float32Array;
+const sessions: Session[] = [];
+
+beforeAll(async () => {
+  const api = new ImageClassifierAPI();
+  const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
+  inputs = api.batch(decoded).data;
+});
+afterAll(async () => {
+  for (const s of sessions) await s.release();
+});
+
+describe("runChunked", () => {
+  for (const precision of ["int8", "fp32"]) {
+    it(`gives the same logits in sub-batches as in one run (${precision}, uneven last chunk)`, async () => {
+      const session = await createSession(path.join(modelsDir, "mobilenetv2-12", `mobilenetv2-12-${precision}.onnx`), settingsFor(cpu));
+      sessions.push(session);
+      const whole = Float32Array.from(await runChunked(session, inputs, names.length, dims, Infinity));
+      const chunked = await runChunked(session, inputs, names.length, dims, 2);
+      expect(whole).toHaveLength(names.length * 1000);
+      expect(chunked).toHaveLength(names.length * 1000);
+      let maxDiff = 0;
+      for (let i = 0; i < whole.length; i++) maxDiff = Math.max(maxDiff, Math.abs(whole[i] - chunked[i]));
+      expect(maxDiff).toBeLessThan(1e-3);
+      // row 4 (coffee) came from the last, single-item chunk: its top class is still espresso (967)
+      const row = Array.from(chunked.subarray(4000, 5000));
+      expect(row.indexOf(Math.max(...row))).toBe(967);
+    });
+  }
+
+  it("refuses a chunk size that is not a positive integer, and data that does not match the count", async () => {
+    const session = sessions[0];
+    await expect(runChunked(session, inputs, names.length, dims, 0)).rejects.toThrow(/chunkSize/);
+    await expect(runChunked(session, inputs, names.length, dims, 2.5)).rejects.toThrow(/chunkSize/);
+    await expect(runChunked(session, inputs, names.length + 1, dims, 2)).rejects.toThrow(/Expected 6/);
+  });
+});
