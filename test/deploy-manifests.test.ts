@@ -158,6 +158,44 @@ describe("deploy/ manifests", () => {
   });
 });
 
+describe("Dockerfile (not buildable here: no Docker engine)", () => {
+  const dockerfile = readFileSync("Dockerfile", "utf8").replace(/\\\n/g, " ");
+  const ignored = readFileSync(".dockerignore", "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  // .dockerignore's rules for plain paths and "dir/*": the last matching rule wins, "!" re-includes
+  const excluded = (file: string) =>
+    ignored.reduce((out, rule) => {
+      const negate = rule.startsWith("!");
+      const pattern = negate ? rule.slice(1) : rule;
+      const matches = pattern.endsWith("/*")
+        ? file.startsWith(pattern.slice(0, -1)) && file.length > pattern.length - 1
+        : pattern.startsWith("*.") ? file.endsWith(pattern.slice(1)) : file === pattern || file.startsWith(`${pattern}/`);
+      return matches ? !negate : out;
+    }, false);
+  const contextCopies = [...dockerfile.matchAll(/^COPY (?!--from)(?:--\S+ )*(.+) \S+$/gm)].flatMap((m) => m[1].split(/\s+/));
+
+  it("copies only files that exist and that .dockerignore lets into the build context", () => {
+    expect(contextCopies.length).toBeGreaterThan(5);
+    const args = Object.fromEntries([...dockerfile.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+    for (const source of contextCopies) {
+      const file = source.replace(/\$\{(\w+)\}/g, (_, name: string) => args[name]);
+      expect(statSync(file, { throwIfNoEntry: false }), `${file} exists`).toBeDefined();
+      expect(excluded(file), `${file} is in the build context`).toBe(false);
+    }
+    expect(excluded("node_modules")).toBe(true); // the rules above are read as Docker reads them
+  });
+
+  it("runs what npm start runs, after an install whose postinstall scripts it copied", () => {
+    const pkg = JSON.parse(readFileSync("package.json", "utf8"));
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
+    expect(cmd.slice(0, 3)).toEqual(["node", "--import", "tsx"]);
+    expect(`tsx ${cmd.slice(3).join(" ")}`).toBe(pkg.scripts.start);
+    for (const script of pkg.scripts.postinstall.match(/scripts\/[\w-]+\.mjs/g)) expect(contextCopies).toContain(script);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/^USER node$/m);
+    expect(dockerfile).toMatch(/BATCHWISE_MODELS_DIR=\/models/);
+  });
+});
+
 describe("a classifier started with the Deployment's environment", () => {
   let child: ChildProcess;
   let url: string;
