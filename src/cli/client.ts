@@ -1,13 +1,13 @@
 /**
- * `batchwise client predict IMAGE [--url URL]`: the seed's test client. Sends one image to a running classifier
- * and prints its predictions as percentages.
+ * `batchwise client predict IMAGE [--url URL]`: the seed's test client. Sends one image to a running classifier as
+ * the request body itself (no base64, no JSON) and prints its predictions as percentages.
  */
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
 const usage = `Usage: batchwise client predict IMAGE [--url URL]
   IMAGE      a JPEG, PNG or WebP file
-  --url URL  the server (default http://127.0.0.1:8000; a URL with a path is used as the endpoint as it is)`;
+  --url URL  the server (default http://127.0.0.1:$PORT, or :8000; a URL with a path is used as the endpoint as it is)`;
 
 export interface ClientPrediction {
   label: string;
@@ -15,16 +15,16 @@ export interface ClientPrediction {
 }
 
 /** POST one image file to `url` and return the predictions; throws with the server's error message on a 4xx/5xx. */
-export async function predictImage(file: string, url = "http://127.0.0.1:8000"): Promise<ClientPrediction[]> {
-  const image = (await readFile(file)).toString("base64");
+export async function predictImage(file: string, url = `http://127.0.0.1:${process.env.PORT ?? 8000}`): Promise<ClientPrediction[]> {
+  const image = await readFile(file);
   const endpoint = new URL(url);
   if (endpoint.pathname === "/" || endpoint.pathname === "") endpoint.pathname = "/predict";
   let response: Response;
   try {
     response = await fetch(endpoint, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ image }),
+      headers: { "content-type": imageType(image) },
+      body: image,
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause;
@@ -38,6 +38,14 @@ export async function predictImage(file: string, url = "http://127.0.0.1:8000"):
   }
   if (!Array.isArray(body?.predictions)) throw new Error(`${endpoint.href} answered without a "predictions" list`);
   return body.predictions;
+}
+
+/** The media type from the file's magic bytes (the server checks them again); unknown bytes go as octet-stream. */
+function imageType(bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return "image/jpeg";
+  if (bytes.subarray(0, 4).toString("latin1") === "\x89PNG") return "image/png";
+  if (bytes.subarray(0, 4).toString("latin1") === "RIFF" && bytes.subarray(8, 12).toString("latin1") === "WEBP") return "image/webp";
+  return "application/octet-stream";
 }
 
 /** One line per prediction: label padded, probability as a percentage with one decimal. */

@@ -194,13 +194,3 @@ export function flagHelp(scopes: OptionScope[]): string {
     })
     .join("\n");
 }
-
-/** The README's option table, generated from the declarations. */
-export function optionsTable(): string {
-  const rows = OPTIONS.map((d) => {
-    const flag = d.flag ? [d.flag, ...(d.aliases ?? [])].map((f) => `\`--${f}\``).join(", ") : "";
-    const vars = d.env ? d.env.map((v) => `\`${v}\``).join(", ") : "";
-    return `| \`${d.name}\` | ${d.scope} | ${flag} | ${vars} | ${d.default} | ${d.doc} |`;
-  });
-  return ["| option | scope | CLI flag | environment | default | meaning |", "| --- | --- | --- | --- | --- | --- |", ...rows].join("\n");
-}

@@ -1,12 +1,13 @@
 import { inModelWorker, offerApis } from "./api-source.js";
 import type { BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
+import { readCliOptions } from "./options.js";
 import { createServer, type ServerOptions } from "./server.js";
 
 /**
  * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT: drain (not ready, still
  * serving) for `drainPeriod`, finish in-flight requests, exit 0. For CLIs and scripts; resolves with the server
- * once it is ready. In a model worker it starts nothing and never resolves (see createServer).
+ * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model worker it starts nothing and never resolves (see createServer).
  *
  * @example
  * ```ts
@@ -20,7 +21,10 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
     return new Promise<never>(() => {});
   }
   const log = makeLogger(options.log);
-  const server = await createServer(options);
+  // As `npm start` does: PORT, BATCHWISE_HOST and the other server options' variables apply where the code is silent.
+  const fromEnv = options.endpoints ? readCliOptions({}, ["server"]) : readCliOptions({}, ["server", "endpoint"]);
+  const merged: ServerOptions = { ...fromEnv, ...options };
+  const server = await createServer(merged);
   const url = await server.listen();
   for (const endpoint of server.endpoints) {
     const i = endpoint.info();
@@ -33,8 +37,9 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
   const shutdown = async (signal: string, drain: boolean) => {
     if (stopping) return;
     stopping = true;
-    const draining = drain && (options.drainPeriod ?? 5) > 0;
-    log(`${signal}: ${draining ? `draining for ${options.drainPeriod ?? 5} s, then ` : ""}finishing in-flight requests, then exiting`);
+    const period = merged.drainPeriod ?? 5;
+    const draining = drain && period > 0;
+    log(`${signal}: ${draining ? `draining for ${period} s, then ` : ""}finishing in-flight requests, then exiting`);
     await (draining ? server.drain() : server.close());
     process.exit(0);
   };
