@@ -87,25 +87,27 @@ export class Replica {
     // cores, the closest a 2-core box gets to "one replica per node".
     args.push("--workers", "1", "--threads-per-worker", "1", ...(this.options.args ?? []));
     this.log = "";
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...this.options.env } });
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...this.options.env } });
     this.child = child;
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+    const keep = (chunk: string) => {
       this.log = (this.log + chunk).slice(-4000);
-    });
+    };
+    child.stdout!.setEncoding("utf8").on("data", keep);
+    child.stderr!.setEncoding("utf8").on("data", keep);
     this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-    let gone = false;
-    void this.exited.then(() => (gone = true));
+    let gone: string | undefined;
+    void this.exited.then(({ code, signal }) => (gone = `${this.name} exited (${signal ?? `code ${code}`}) during startup: ${this.log.slice(-1500)}`));
     await waitFor(
       `${this.name} on port ${this.port} to turn ready`,
       async () => {
-        if (gone) throw new Error(`${this.name} exited during startup: ${this.log.slice(-1500)}`);
+        if (gone) throw new Error(gone);
         return (await fetch(`${this.url}/readyz`)).status === 200;
       },
       timeoutMs,
       200,
     ).catch((error) => {
       child.kill("SIGKILL");
-      throw gone ? new Error(`${this.name} exited during startup: ${this.log.slice(-1500)}`) : error;
+      throw gone ? new Error(gone) : error;
     });
   }
 
