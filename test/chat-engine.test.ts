@@ -1,7 +1,7 @@
 import { Tensor, type PreTrainedModel } from "@huggingface/transformers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Device, RequestContext } from "../src/api.js";
-import { ChatAPI, encodeChat } from "../src/apps/chat.js";
+import { ChatAPI, encodeChat, type PromptInput } from "../src/apps/chat.js";
 import type { GenerationRequest } from "../src/apps/chat-engine.js";
 import { loadCausalLM, loadTokenizer, resolveModel } from "../src/apps/chat-model.js";
 import type { ChatStep } from "../src/apps/chat-types.js";
@@ -20,12 +20,17 @@ interface Result {
   promptTokens?: number;
 }
 
-async function decode(api: ChatAPI, body: Record<string, unknown>): Promise<GenerationRequest> {
-  return (await api.decodeRequest(parseChatRequest(body), ctx())) as GenerationRequest;
+/**
+ * A request as the server takes it: decodeRequest (the main thread's checks), then prepare (tokenizing, in the
+ * worker). The result is the input predict gets, with the token ids it will generate from.
+ */
+async function decode(api: ChatAPI, body: Record<string, unknown>): Promise<PromptInput & GenerationRequest> {
+  const input = (await api.decodeRequest(parseChatRequest(body), ctx())) as PromptInput;
+  return { ...input, ...(await api.prepare(input)) };
 }
 
 /** Run one predict call to the end, collecting each item's text pieces and final step. */
-async function collect(api: ChatAPI, inputs: GenerationRequest[], signals = inputs.map(() => new AbortController().signal), onStep?: (n: number) => void) {
+async function collect(api: ChatAPI, inputs: PromptInput[], signals = inputs.map(() => new AbortController().signal), onStep?: (n: number) => void) {
   const results: Result[] = inputs.map(() => ({ text: "", pieces: [] }));
   let steps = 0;
   for await (const step of api.predict(inputs, { signals, device })) {
@@ -137,6 +142,11 @@ describe("ChatAPI limits and loading", () => {
   it("rejects a prompt longer than the context window with a 400, and clips max_tokens to what fits", async () => {
     const api = new ChatAPI({ model: "aidreams260K" }); // 128-token context
     await expect(decode(api, chat("dream ".repeat(200)))).rejects.toMatchObject({ status: 400, code: "context_length_exceeded" });
+    // The main thread's decodeRequest does not tokenize: within the character cap the prompt passes it as text, and
+    // the worker's prepare counts its tokens.
+    const untokenized = (await api.decodeRequest(parseChatRequest(chat("dream ".repeat(200))), ctx())) as PromptInput;
+    expect(untokenized).not.toHaveProperty("promptIds");
+    expect(untokenized.prompt).toEqual([{ role: "user", content: "dream ".repeat(200) }]);
     const input = await decode(api, chat("dream ".repeat(15), { max_tokens: 500 }));
     expect(input.promptIds.length + input.maxTokens).toBe(128);
   });

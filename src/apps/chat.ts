@@ -1,9 +1,12 @@
 /**
  * A chat LLM on transformers.js, served through the OpenAI spec with real per-token streaming.
  *
- * The main thread tokenizes (decodeRequest loads the tokenizer on first use: it is small and lets an over-long
- * prompt fail with a 400 before it is queued); the worker owns the model and a {@link GenerationEngine} that
- * generates every sequence it is given in one shared batch, one token per step.
+ * The main thread only validates (decodeRequest: output format, tools against the chat template, a prompt's size in
+ * characters); the worker owns the tokenizer's real work and the model: predict renders the chat template, tokenizes
+ * (refusing a prompt longer than the context window with a 400) and hands the sequences to a
+ * {@link GenerationEngine} that generates every sequence it is given in one shared batch, one token per step.
+ * Tokenizing where the model lives keeps the main thread — HTTP and the SSE streams of every client — free of it,
+ * and makes a request's time to first token the same served or in-process.
  *
  * @example
  * ```ts
@@ -56,8 +59,24 @@ interface ModelLimits {
   defaultTopP: number;
 }
 
+/**
+ * One sequence to generate, validated but not yet tokenized: the prompt travels to the worker as text (a few bytes
+ * to clone), and is tokenized there ({@link ChatAPI.prepare}).
+ */
+export interface PromptInput {
+  /** A raw prompt (completions) or a conversation (chat, rendered with the model's chat template). */
+  prompt: string | ChatMessage[];
+  /** Tool definitions for the chat template (checked against it by decodeRequest). */
+  tools?: unknown[];
+  /** The request's max_tokens; undefined: the API's default. Clipped to the context window once tokenized. */
+  maxTokens?: number;
+  sampling: GenerationRequest["sampling"];
+  stop: string[];
+  format?: OutputFormat;
+}
+
 /** One request's generations: a chat or single prompt is one sequence; several prompts are several. */
-export type ChatInput = GenerationRequest | GenerationRequest[];
+export type ChatInput = PromptInput | PromptInput[];
 
 export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOutput> {
   private readonly model: ResolvedModel;
@@ -117,19 +136,22 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     };
   }
 
+  /**
+   * Validation only (this runs on the main thread, beside every client's stream): the tokenizer is loaded for what
+   * its files say (chat template, context window), never run. Tokens are counted where the model lives.
+   */
   override async decodeRequest(request: ChatRequest, ctx: RequestContext): Promise<ChatInput> {
     const { tokenizer, limits } = await this.loadTokenizer();
     ctx.state[SERVED_MODEL_STATE] = this.model.id;
     checkFormat(request.format);
-    if (request.prompts) return request.prompts.map((prompt) => this.sequence(request, prompt, limits, () => tokenizer.encode(prompt, { add_special_tokens: true })));
+    if (request.prompts) return request.prompts.map((prompt) => this.sequence(request, prompt, limits));
     const tools = toolsFor(tokenizer, request);
-    const messages = request.messages ?? [];
-    return this.sequence(request, messages, limits, () => encodeChat(tokenizer, messages, tools));
+    return this.sequence(request, request.messages ?? [], limits, tools);
   }
 
-  /** One sequence to generate, or a 400 when its prompt cannot fit the context window. */
-  private sequence(request: ChatRequest, prompt: string | ChatMessage[], limits: ModelLimits, encode: () => number[]): GenerationRequest {
-    // Tokenizing runs on the main thread: a prompt that cannot fit is refused by its length before it costs that.
+  /** One sequence to generate, or a 400 when its prompt is too long to fit the context window whatever it tokenizes to. */
+  private sequence(request: ChatRequest, prompt: string | ChatMessage[], limits: ModelLimits, tools?: unknown[]): PromptInput {
+    // A prompt that cannot fit is refused by its length, before it is queued or tokenized.
     const characters = typeof prompt === "string" ? prompt.length : prompt.reduce((sum, message) => sum + message.content.length, 0);
     const maxCharacters = limits.contextLength * MAX_CHARACTERS_PER_TOKEN;
     if (characters > maxCharacters) {
@@ -138,17 +160,10 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
         "context_length_exceeded",
       );
     }
-    const promptIds = encode();
-    const room = limits.contextLength - promptIds.length;
-    if (room <= 0) {
-      throw new BadRequestError(
-        `The prompt is ${promptIds.length} tokens; this model's context window is ${limits.contextLength} tokens`,
-        "context_length_exceeded",
-      );
-    }
     return {
-      promptIds,
-      maxTokens: Math.min(request.maxTokens ?? this.options.defaultMaxTokens ?? 256, room),
+      prompt,
+      ...(tools ? { tools } : {}),
+      maxTokens: request.maxTokens,
       sampling: {
         temperature: request.temperature ?? limits.defaultTemperature,
         topP: request.topP ?? limits.defaultTopP,
@@ -160,21 +175,45 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
   }
 
   /**
+   * Tokenize one sequence where the model lives (after setup): its prompt ids, and max_tokens clipped to what fits;
+   * a 400 when the prompt alone fills the context window.
+   */
+  async prepare(input: PromptInput): Promise<GenerationRequest> {
+    const { tokenizer, limits } = await this.loadTokenizer();
+    const promptIds =
+      typeof input.prompt === "string"
+        ? tokenizer.encode(input.prompt, { add_special_tokens: true })
+        : encodeChat(tokenizer, input.prompt, input.tools);
+    const room = limits.contextLength - promptIds.length;
+    if (room <= 0) {
+      throw new BadRequestError(
+        `The prompt is ${promptIds.length} tokens; this model's context window is ${limits.contextLength} tokens`,
+        "context_length_exceeded",
+      );
+    }
+    const { prompt: _prompt, tools: _tools, ...rest } = input;
+    return { ...rest, promptIds, maxTokens: Math.min(input.maxTokens ?? this.options.defaultMaxTokens ?? 256, room) };
+  }
+
+  /**
    * Every sequence of the batch in one engine call; a request with several prompts gets, per step, the steps of
    * its prompts that have news (each with its choice index).
    */
   override async *predict(batch: ChatInput[], ctx: PredictContext): AsyncIterable<(ChatOutput | undefined)[]> {
     if (!this.engine) throw new Error("ChatAPI.predict called before setup");
-    const sequences: GenerationRequest[] = [];
+    const inputs: PromptInput[] = [];
     const signals: AbortSignal[] = [];
     const owner: { item: number; choice: number }[] = [];
     batch.forEach((input, item) => {
       (Array.isArray(input) ? input : [input]).forEach((sequence, choice) => {
-        sequences.push(sequence);
+        inputs.push(sequence);
         signals.push(ctx.signals[item]);
         owner.push({ item, choice });
       });
     });
+    // Every prompt of the batch is tokenized before any generates: one too long fails this call before any output,
+    // and the server then runs the batch's other requests alone (one bad input fails only its own request).
+    const sequences = await Promise.all(inputs.map((input) => this.prepare(input)));
     if (owner.length === batch.length && batch.every((input) => !Array.isArray(input))) {
       yield* this.engine.generate(sequences, signals);
       return;
@@ -292,12 +331,14 @@ function limitsOf(tokenizer: PreTrainedTokenizer): ModelLimits {
 }
 
 /**
- * How `batchwise serve chat` serves (and `bench llm` measures) the chat model: up to 8 prompts per batch, and up to 4
+ * How `batchwise serve chat` serves (and `bench llm` measures) the chat model: up to 8 prompts per batch, and up to 8
  * batches in one worker at once — the engine lets a new batch's sequences join the running decode loop at its next
  * step, so a request arriving mid-generation starts at once instead of waiting for the others to finish (bench llm,
- * tiny-random-llama, c=4: TTFT p50 37.6 ms with one batch per worker).
+ * tiny-random-llama, c=4: TTFT p50 37.6 ms with one batch per worker). The batcher dispatches to such a worker
+ * without waiting batchTimeout, so requests usually arrive one per batch: 8 batches let 8 clients generate together
+ * (with 4, clients 5–8 queued until one finished), and at most 64 sequences share a decode step.
  */
-export const CHAT_SERVING_DEFAULTS = { maxBatchSize: 8, batchTimeout: 0.01, workers: 1, maxBatchesPerWorker: 4 };
+export const CHAT_SERVING_DEFAULTS = { maxBatchSize: 8, batchTimeout: 0.01, workers: 1, maxBatchesPerWorker: 8 };
 
 /** An ApiSource for the chat API, for createServer / the CLI (`batchwise serve chat --model ID`). */
 export function chatModel(options: ChatOptions = {}): ApiSource<ChatOptions> {

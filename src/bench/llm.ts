@@ -215,7 +215,8 @@ function latency(values: number[]): LatencySummary {
 /**
  * The ceiling: the same ChatAPI generating in this process, no HTTP, `concurrency` clients in a closed loop. Each
  * client's request joins the running batch at the next decode step (the engine's continuous batching), so this is
- * what the model can do at that concurrency. TTFT counts from the predict call.
+ * what the model can do at that concurrency. TTFT counts from the predict call, which tokenizes the prompt (as the
+ * server's worker does); decodeRequest, the main thread's validation, runs before it.
  */
 async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concurrency: number, requests: number) {
   const timings: StreamTiming[] = [];

@@ -1,5 +1,6 @@
 import { Channel } from "./channel.js";
 import { errors, HttpError } from "./errors.js";
+import { itemFailure } from "./run-batch.js";
 import type { Runner, WorkerPool } from "./worker-pool.js";
 
 export interface BatcherOptions {
@@ -103,7 +104,10 @@ export class Batcher {
   private shouldWait(): boolean {
     const { maxBatchSize, batchTimeout } = this.options;
     if (maxBatchSize <= 1 || batchTimeout <= 0 || this.queue.length >= maxBatchSize) return false;
-    const moreOnTheWay = this.decoding > 0 || this.pool.busyCount > 0;
+    // Busy workers are worth waiting for only when a batch must be whole before it runs: a worker that admits new
+    // batches into its running loop (maxBatchesPerWorker > 1) gathers the requests that arrive together itself, at
+    // its next step, so holding one back here only adds batchTimeout to its time to first output.
+    const moreOnTheWay = this.decoding > 0 || (this.pool.busyCount > 0 && !this.pool.admitsIntoRunning);
     if (!moreOnTheWay) return false;
     const waitedMs = performance.now() - this.queue[0].enqueuedAt;
     const leftMs = batchTimeout * 1000 - waitedMs;
@@ -135,7 +139,7 @@ export class Batcher {
       } : undefined);
       items.forEach((item, i) => {
         const error = outcome.errors[i];
-        if (error !== undefined) item.reject(errors.predictFailed(error));
+        if (error !== undefined) item.reject(itemFailure(error));
         else if (item.channel) item.channel.end();
         else item.resolve!(outcome.outputs[i]);
       });

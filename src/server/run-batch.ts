@@ -1,9 +1,31 @@
 import { ContractError, isAsyncIterable, type ModelAPI, type PredictContext } from "../api.js";
+import { brandUserError, clean, errors, isUserError, toHttpError, type HttpError } from "./errors.js";
 
-/** What a batch produced: one output or one error message per input, in input order. */
+/**
+ * Why one input failed, in a form that crosses threads: a message (the model failed: 500), or the status and code of
+ * an error about the input itself (a BadRequestError thrown where the model lives, e.g. a prompt too long for the
+ * context window once tokenized there: the 4xx it asked for).
+ */
+export type ItemError = string | { message: string; code: string; status: number };
+
+/** What a batch produced: one output or one error per input, in input order. */
 export interface BatchOutcome {
   outputs: unknown[];
-  errors: (string | undefined)[];
+  errors: (ItemError | undefined)[];
+}
+
+/** The HTTP error a failed input answers with. */
+export function itemFailure(error: ItemError): HttpError {
+  if (typeof error === "string") return errors.predictFailed(error);
+  const rebuilt = Object.assign(new Error(error.message), { code: error.code, status: error.status });
+  brandUserError(rebuilt);
+  return toHttpError(rebuilt);
+}
+
+function itemError(error: unknown): ItemError {
+  if (!isUserError(error)) return messageOf(error);
+  const status = typeof error.status === "number" ? error.status : 400;
+  return { message: clean(error.message), code: typeof error.code === "string" ? error.code : "bad_request", status };
 }
 
 /**
@@ -15,15 +37,15 @@ export async function runBatch(api: ModelAPI, inputs: unknown[], ctx: PredictCon
     return { outputs: await predictOnce(api, inputs, ctx), errors: [] };
   } catch (error) {
     if (inputs.length === 1 || error instanceof ContractError) {
-      return { outputs: [], errors: inputs.map(() => messageOf(error)) };
+      return { outputs: [], errors: inputs.map(() => itemError(error)) };
     }
     const outcome: BatchOutcome = { outputs: [], errors: [] };
     for (let i = 0; i < inputs.length; i++) {
       try {
         const [output] = await predictOnce(api, [inputs[i]], { ...ctx, signals: [ctx.signals[i]] });
         outcome.outputs[i] = output;
-      } catch (itemError) {
-        outcome.errors[i] = messageOf(itemError);
+      } catch (failure) {
+        outcome.errors[i] = itemError(failure);
       }
     }
     return outcome;
@@ -59,14 +81,14 @@ export async function runStream(
     return { outputs: [], errors: [] };
   } catch (error) {
     if (emitted || inputs.length === 1 || error instanceof ContractError) {
-      return { outputs: [], errors: inputs.map(() => messageOf(error)) };
+      return { outputs: [], errors: inputs.map(() => itemError(error)) };
     }
     const outcome: BatchOutcome = { outputs: [], errors: [] };
     for (let i = 0; i < inputs.length; i++) {
       try {
         await streamOnce(api, [inputs[i]], { ...ctx, signals: [ctx.signals[i]] }, (outputs) => emit(outputs, [i]));
-      } catch (itemError) {
-        outcome.errors[i] = messageOf(itemError);
+      } catch (failure) {
+        outcome.errors[i] = itemError(failure);
       }
     }
     return outcome;

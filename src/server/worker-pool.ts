@@ -78,6 +78,10 @@ export class WorkerPool {
   get busyCount() {
     return this.busy;
   }
+  /** A runner may take a new batch while it runs others (its API interleaves them, e.g. continuous batching). */
+  get admitsIntoRunning() {
+    return (this.options.maxBatchesPerWorker ?? 1) > 1;
+  }
 
   /** Start every runner; rejects with the setup error if any fails (no half-alive server). */
   async start(): Promise<void> {
@@ -295,10 +299,12 @@ class ThreadRunner implements Runner {
   private receive(message: FromWorker) {
     if (message.type === "health") {
       this.healthChecks.get(message.id)?.(message.ok);
-    } else if (message.type === "chunk") {
-      const run = this.pending.get(message.id);
-      if (run) this.armWatchdog(run);
-      run?.onChunk?.(message.outputs, message.indexes);
+    } else if (message.type === "chunks") {
+      for (const chunk of message.chunks) {
+        const run = this.pending.get(chunk.id);
+        if (run) this.armWatchdog(run);
+        run?.onChunk?.(chunk.outputs, chunk.indexes);
+      }
     } else if (message.type === "result") {
       const run = this.forget(message.id);
       run?.resolve({ outputs: message.outputs, errors: message.errors });

@@ -1,4 +1,5 @@
 import type { ApiSource, Device, SetupContext } from "../api.js";
+import type { ItemError } from "./run-batch.js";
 
 /** Messages between the main thread and a model worker thread. */
 export type ToWorker =
@@ -10,9 +11,19 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; info: Record<string, unknown> }
   | { type: "setup-failed"; message: string }
-  | { type: "result"; id: number; outputs: unknown[]; errors: (string | undefined)[] }
-  | { type: "chunk"; id: number; outputs: unknown[]; indexes: number[] }
+  | { type: "result"; id: number; outputs: unknown[]; errors: (ItemError | undefined)[] }
+  | { type: "chunks"; chunks: RunChunk[] }
   | { type: "health"; id: number; ok: boolean };
+
+/**
+ * Outputs of one streaming run's step. Every run's chunks produced in one turn of the worker's event loop travel in
+ * one message: a decode step that feeds many runs (continuous batching) costs one hop, not one per run.
+ */
+export interface RunChunk {
+  id: number;
+  outputs: unknown[];
+  indexes: number[];
+}
 
 /**
  * Typed-array buffers to move (not copy) across threads: only buffers the value owns entirely, so that a view into

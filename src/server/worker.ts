@@ -6,7 +6,7 @@ import { parentPort } from "node:worker_threads";
 import type { Device, ModelAPI } from "../api.js";
 import { loadApi } from "./api-source.js";
 import { messageOf, runBatch, runStream } from "./run-batch.js";
-import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
+import { transferables, type FromWorker, type RunChunk, type ToWorker } from "./worker-protocol.js";
 
 if (!parentPort) throw new Error("worker.ts must run in a worker thread");
 const port = parentPort;
@@ -15,6 +15,40 @@ const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMes
 let api: ModelAPI | undefined;
 let device: Device | undefined;
 const running = new Map<number, AbortController[]>();
+
+/**
+ * Chunks wait here until the work that produced them is done: a nextTick runs once the microtasks have drained, i.e.
+ * after every run fed by the same step (an engine step wakes all its runs at once) has emitted. Then one message.
+ */
+let pendingChunks: RunChunk[] = [];
+let pendingTransfer = new Set<ArrayBuffer>(); // a buffer listed twice would fail the whole message
+const sendChunk = (chunk: RunChunk) => {
+  if (pendingChunks.length === 0) process.nextTick(flushChunks);
+  pendingChunks.push(chunk);
+  for (const buffer of transferables(chunk.outputs)) pendingTransfer.add(buffer);
+};
+function flushChunks() {
+  if (pendingChunks.length === 0) return;
+  const chunks = pendingChunks;
+  const transfer = pendingTransfer;
+  pendingChunks = [];
+  pendingTransfer = new Set();
+  try {
+    send({ type: "chunks", chunks }, [...transfer]);
+  } catch {
+    // An output that cannot be cloned fails its own run (as a throw from predict would), not its neighbours'.
+    for (const chunk of chunks) {
+      try {
+        send({ type: "chunks", chunks: [chunk] }, transferables(chunk.outputs));
+      } catch (error) {
+        if (!unsendable.has(chunk.id)) unsendable.set(chunk.id, messageOf(error));
+        running.get(chunk.id)?.forEach((controller) => controller.abort());
+      }
+    }
+  }
+}
+/** Runs with an output that could not be sent, and why: their result reports it. */
+const unsendable = new Map<number, string>();
 
 port.on("message", async (message: ToWorker) => {
   if (message.type === "setup") {
@@ -41,11 +75,16 @@ port.on("message", async (message: ToWorker) => {
     const controllers = message.inputs.map(() => new AbortController());
     running.set(message.id, controllers);
     const ctx = { signals: controllers.map((c) => c.signal), device: device! };
-    const outcome = message.stream
-      ? await runStream(api!, message.inputs, ctx, (outputs, indexes) =>
-          send({ type: "chunk", id: message.id, outputs, indexes }, transferables(outputs)))
+    let outcome = message.stream
+      ? await runStream(api!, message.inputs, ctx, (outputs, indexes) => sendChunk({ id: message.id, outputs, indexes }))
       : await runBatch(api!, message.inputs, ctx);
     running.delete(message.id);
+    flushChunks(); // a run's outputs go before its result
+    const failure = unsendable.get(message.id);
+    if (failure !== undefined) {
+      unsendable.delete(message.id);
+      outcome = { outputs: [], errors: message.inputs.map(() => failure) };
+    }
     send({ type: "result", id: message.id, ...outcome }, transferables(outcome.outputs));
   }
 });

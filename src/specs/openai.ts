@@ -145,41 +145,73 @@ async function jsonResponse(
 }
 
 /**
- * Steps with everything that is already waiting merged in: the text of consecutive steps concatenated, the last
- * finish reason and usage kept. A step that is not ready yet is never waited for.
+ * The values of `source` in runs: each run is the next value (waited for) and every value already waiting behind it
+ * (never waited for). A stream whose client keeps up gets runs of one; one that fell behind (the socket was slow, the
+ * worker sent several steps in one message) gets its backlog in one run — one SSE write instead of one per token.
  */
-async function* coalesced(steps: AsyncIterable<ChatStep>): AsyncGenerator<ChatStep> {
-  const iterator = steps[Symbol.asyncIterator]();
+async function* readyRuns<T>(source: AsyncIterable<T>): AsyncGenerator<T[]> {
+  const iterator = source[Symbol.asyncIterator]();
   const NOT_READY = Symbol("not ready");
   try {
-    let pending: Promise<IteratorResult<ChatStep>> | null = iterator.next();
+    let pending: Promise<IteratorResult<T>> | null = iterator.next();
     while (pending) {
       const first = await pending;
       pending = null;
       if (first.done) return;
-      const merged: ChatStep = { ...first.value };
+      const run = [first.value];
       for (;;) {
         const next = iterator.next();
-        // A settled promise wins the race against one created after it: only steps already there are merged.
-        const ready = await Promise.race([next, Promise.resolve(NOT_READY)]);
+        // A value already buffered upstream (the channel of worker outputs) reaches here through a few async
+        // generators: microtasks only. A nextTick runs once the microtasks have drained, so it loses the race to
+        // such a value and wins it against one that needs I/O (a later worker message). (Racing an already resolved
+        // promise instead would win even against buffered values: each generator layer costs ticks.)
+        let ready: IteratorResult<T> | typeof NOT_READY;
+        try {
+          ready = await Promise.race([next, new Promise<typeof NOT_READY>((resolve) => process.nextTick(resolve, NOT_READY))]);
+        } catch (error) {
+          yield run; // what came before the failure still goes out
+          throw error;
+        }
         if (ready === NOT_READY) {
           pending = next;
           break;
         }
-        const result = ready as IteratorResult<ChatStep>;
-        if (result.done) {
-          yield merged;
+        if (ready.done) {
+          yield run;
           return;
         }
-        merged.text += result.value.text;
-        merged.finishReason = result.value.finishReason ?? merged.finishReason;
-        merged.usage = result.value.usage ?? merged.usage;
+        run.push(ready.value);
       }
-      yield merged;
+      yield run;
     }
   } finally {
     await iterator.return?.();
   }
+}
+
+/**
+ * Steps merged per choice: the texts of a choice's steps concatenated in order, its last finish reason and usage kept;
+ * choices in the order they first appear.
+ */
+function mergeSteps(steps: Iterable<ChatStep>): ChatStep[] {
+  const byIndex = new Map<number, ChatStep>();
+  for (const step of steps) {
+    const index = step.index ?? 0;
+    const merged = byIndex.get(index);
+    if (!merged) {
+      byIndex.set(index, { ...step });
+      continue;
+    }
+    merged.text += step.text;
+    merged.finishReason = step.finishReason ?? merged.finishReason;
+    merged.usage = step.usage ?? merged.usage;
+  }
+  return [...byIndex.values()];
+}
+
+/** A chat stream's steps with everything already waiting merged in (see readyRuns): one step per run. */
+async function* coalesced(steps: AsyncIterable<ChatStep>): AsyncGenerator<ChatStep> {
+  for await (const run of readyRuns(steps)) yield run.length === 1 ? run[0] : mergeSteps(run)[0];
 }
 
 async function streamResponse(
@@ -261,7 +293,8 @@ async function jsonCompletion(request: CompletionRequest, steps: AsyncIterable<C
 }
 
 async function streamCompletion(request: CompletionRequest, steps: AsyncIterable<ChatOutput>, ctx: RequestContext): Promise<SpecResponse> {
-  const iterator = steps[Symbol.asyncIterator]();
+  // Steps already waiting go out together, merged per choice, as chat's do: one chunk per choice per write.
+  const iterator = readyRuns(steps);
   const first = await iterator.next();
   const base = { id: completionId("cmpl"), object: "text_completion", created: Math.floor(Date.now() / 1000), model: modelOf(request, ctx) };
   const chunk = (index: number, text: string, finishReason: FinishReason | null) =>
@@ -272,7 +305,7 @@ async function streamCompletion(request: CompletionRequest, steps: AsyncIterable
     let out = request.echo ? request.prompts.map((prompt, i) => chunk(i, prompt, null)).join("") : "";
     try {
       for (let next = first; !next.done; next = await iterator.next()) {
-        for (const step of stepsOf(next.value)) {
+        for (const step of mergeSteps(next.value.flatMap(stepsOf))) {
           const index = step.index ?? 0;
           const choice = choices[index];
           choice.usage = step.usage ?? choice.usage;
@@ -286,7 +319,7 @@ async function streamCompletion(request: CompletionRequest, steps: AsyncIterable
       yield out + sse(openAIErrorBody(toHttpError(error)));
       return;
     } finally {
-      await iterator.return?.();
+      await iterator.return(undefined);
     }
     if (request.includeUsage && choices.every((c) => c.usage)) out += sse({ ...base, choices: [], usage: usageBody(totalUsage(choices)) });
     yield out + "data: [DONE]\n\n";
