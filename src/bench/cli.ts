@@ -9,6 +9,13 @@ import { machineInfo, machineSummary } from "./machine.js";
 import { formatOverheadTable, runOverhead } from "./overhead.js";
 import { classifierServingConfig, resolvePrecision } from "./serving-config.js";
 import { cell, formatTable } from "./table.js";
+import { cliFlags, readCliOptions } from "../server/options.js";
+
+const SHARED_FLAGS = Object.fromEntries(
+  Object.entries(cliFlags(["endpoint", "server", "app"])).filter(([flag]) =>
+    ["precision", "max-batch-size", "workers", "workers-per-device", "threads-per-worker"].includes(flag),
+  ),
+);
 
 /**
  * `batchwise bench <kind> …`: each kind is one benchmark module; this file only parses flags, runs it, prints its
@@ -156,16 +163,16 @@ export async function runBenchCli(argv: string[]): Promise<unknown> {
     args: rest,
     strict: true,
     options: {
+      // the flags a benchmark shares with `batchwise serve` (--precision, --max-batch-size, --workers,
+      // --threads-per-worker) are the server's own declarations, so they mean and check the same
+      ...SHARED_FLAGS,
       json: { type: "string" },
-      precision: { type: "string" },
       threads: { type: "string" },
       "batch-sizes": { type: "string" },
       runs: { type: "string" },
       "batch-size": { type: "string" },
-      "max-batch-size": { type: "string" },
       image: { type: "string", multiple: true },
       images: { type: "string" },
-      workers: { type: "string" },
       url: { type: "string" },
       path: { type: "string" },
       concurrency: { type: "string" },
@@ -179,7 +186,14 @@ export async function runBenchCli(argv: string[]): Promise<unknown> {
     },
   });
   console.error(`bench ${kind} on ${machineSummary(machineInfo())}`);
-  const result = await run(values);
+  const shared = readCliOptions(values as Record<string, string | boolean | undefined>, ["endpoint", "server", "app"], {});
+  const result = await run({
+    ...values,
+    precision: shared.precision as string | undefined,
+    "max-batch-size": shared.maxBatchSize === undefined ? undefined : String(shared.maxBatchSize),
+    workers: shared.workersPerDevice === undefined ? undefined : String(shared.workersPerDevice),
+    threads: values.threads ?? (shared.threadsPerWorker === undefined ? undefined : String(shared.threadsPerWorker)),
+  });
   if (typeof values.json === "string") {
     await writeFile(values.json, JSON.stringify(result, null, 2));
     console.error(`wrote ${values.json}`);
@@ -210,14 +224,9 @@ function listFlag(value: Flags[string]): number[] | undefined {
     .map((part) => intFlag(part.trim())!);
 }
 
-/** undefined when the flag is absent: the caller falls back to what npm start serves. */
+/** undefined when the flag is absent: the caller falls back to what npm start serves (checked by readCliOptions). */
 function precisionFlag(value: Flags[string]): PrecisionChoice | undefined {
-  if (value === undefined) return undefined;
-  const precision = value as PrecisionChoice;
-  if (!["auto", "fp32", "fp16", "bf16", "int8"].includes(precision)) {
-    throw new UsageError(`--precision must be auto, fp32, fp16, bf16 or int8, got "${value}"`);
-  }
-  return precision;
+  return value === undefined ? undefined : (value as PrecisionChoice);
 }
 
 function bodyFlag(value: Flags[string]): BodyForm | undefined {
