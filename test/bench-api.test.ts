@@ -88,7 +88,7 @@ describe("bench api against a batchwise server in a child process", () => {
     await expect(runBenchCli(["nonsense"])).rejects.toThrow(/unknown bench kind "nonsense"/);
     await expect(runBenchCli(["api", "--concurrency", "x"])).rejects.toThrow(/whole number/);
     await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow(/--body must be json or binary/);
-    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision must be auto/);
+    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision \(precision must be one of auto, fp32/);
   });
 });
 
