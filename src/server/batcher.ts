@@ -14,6 +14,13 @@ export interface BatcherOptions {
   maxQueueSize: number;
   /** Called with the size of every batch dispatched (metrics). */
   onBatch?: (size: number) => void;
+  /**
+   * predict may run twice for one request: an item whose worker died under it (uncaught exception, exit, out of
+   * memory) is run once more, alone, on a healthy worker; one that kills a worker a second time is poison (500).
+   */
+  idempotent?: boolean;
+  /** Called when an item is run again after its worker died, or refused as poison (logs, metrics). */
+  onRetry?: (event: "retried" | "poison") => void;
 }
 
 interface QueueItem {
@@ -27,6 +34,10 @@ interface QueueItem {
   reject: (error: unknown) => void;
   /** Streaming: outputs as they come. */
   channel?: Channel<unknown>;
+  /** Workers that died while running this item. */
+  crashes?: number;
+  /** Streaming: the client already has outputs of it (a retry would repeat them). */
+  emitted?: boolean;
 }
 
 /**
@@ -79,7 +90,7 @@ export class Batcher {
       if (this.shouldWait()) return;
       const runner = this.pool.take();
       if (!runner) return;
-      this.dispatch(runner, this.queue.splice(0, this.options.maxBatchSize));
+      this.dispatch(runner, this.nextBatch());
     }
   };
 
@@ -99,6 +110,17 @@ export class Batcher {
     item.signal.addEventListener("abort", item.onAbort, { once: true });
     this.queue.push(item);
     this.pump();
+  }
+
+  /**
+   * The items of the next batch, oldest first. An item whose worker died under it runs alone: if it is the input that
+   * kills workers, it takes no batch-mates down with it the second time, and the second death proves it.
+   */
+  private nextBatch(): QueueItem[] {
+    if (this.queue[0].crashes) return this.queue.splice(0, 1);
+    let end = 0;
+    while (end < this.queue.length && end < this.options.maxBatchSize && !this.queue[end].crashes) end++;
+    return this.queue.splice(0, end);
   }
 
   private shouldWait(): boolean {
@@ -134,7 +156,9 @@ export class Batcher {
     try {
       const outcome = await this.pool.run(runner, inputs, signals, streaming ? (outputs, indexes) => {
         outputs.forEach((output, k) => {
-          if (output !== undefined) items[indexes[k]].channel!.push(output);
+          if (output === undefined) return;
+          items[indexes[k]].emitted = true;
+          items[indexes[k]].channel!.push(output);
         });
       } : undefined);
       items.forEach((item, i) => {
@@ -144,8 +168,35 @@ export class Batcher {
         else item.resolve!(outcome.outputs[i]);
       });
     } catch (error) {
-      for (const item of items) item.reject(error);
+      const crashed = error instanceof HttpError && error.code === "worker_crashed";
+      // reversed: the retried items go back to the head of the queue in their order (they have waited longest)
+      for (const item of [...items].reverse()) {
+        if (!crashed || !this.options.idempotent || item.emitted) item.reject(error);
+        else this.retryOrQuarantine(item);
+      }
+      this.pump();
     }
+  }
+
+  /**
+   * A worker died running this item (idempotent endpoint). The first time, it runs again alone, ahead of the queue;
+   * a second death (alone, so it is the culprit) answers 500 poison_input and it is never run again.
+   */
+  private retryOrQuarantine(item: QueueItem) {
+    item.crashes = (item.crashes ?? 0) + 1;
+    if (item.crashes >= 2) {
+      this.options.onRetry?.("poison");
+      item.reject(new HttpError("poison_input"));
+      return;
+    }
+    if (item.signal.aborted) {
+      item.reject(new HttpError("client_closed"));
+      return;
+    }
+    this.options.onRetry?.("retried");
+    item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
+    item.signal.addEventListener("abort", item.onAbort, { once: true });
+    this.queue.unshift(item);
   }
 
   /** Take an item out of the waiting state (timer and abort listener off) and return it. */

@@ -126,7 +126,7 @@ export class WorkerPool {
 
   private async startRunner(id: number, device: Device): Promise<void> {
     const ctx: SetupContext = { ...this.options.setupContext, workerId: this.options.inline ? -1 : id };
-    const runner = this.options.inline
+    const runner: Runner = this.options.inline
       ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream)
       : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options, (reason) =>
           this.replace(runner, id, device, reason));
@@ -194,6 +194,11 @@ class ThreadRunner implements Runner {
   /** Stops a worker that went predictTimeout without answering (set by start, which owns the death handling). */
   private hung: () => void = () => {};
   info: Record<string, unknown> = {};
+  /**
+   * Move the inputs' buffers to the worker instead of copying them. Not for an idempotent endpoint: a request whose
+   * worker dies is run again, and a moved buffer died with the worker (the retry would send an empty tensor).
+   */
+  private transferInputs = true;
 
   private constructor(
     readonly id: number,
@@ -208,12 +213,13 @@ class ThreadRunner implements Runner {
     source: ApiSource,
     device: Device,
     ctx: SetupContext,
-    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number },
+    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number; idempotent?: boolean },
     onDeath: (reason: string) => void,
   ) {
     const worker = spawnWorker(limits.resourceLimits, source.module);
     const timeoutMs = limits.predictTimeout === undefined ? undefined : limits.predictTimeout * 1000;
     const runner = new ThreadRunner(id, device, worker, limits.stream, timeoutMs);
+    runner.transferInputs = !limits.idempotent;
     return new Promise<ThreadRunner>((resolve, reject) => {
       let ready = false;
       worker.on("message", (message: FromWorker) => {
@@ -257,7 +263,7 @@ class ThreadRunner implements Runner {
       this.pending.set(id, run);
       this.armWatchdog(run);
       try {
-        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
+        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, this.transferInputs ? transferables(inputs) : []);
       } catch (error) {
         // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
         this.forget(id);
