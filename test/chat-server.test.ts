@@ -119,4 +119,17 @@ describe("chat model served through the OpenAI spec", () => {
       client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "word ".repeat(3000) }] }),
     ).rejects.toMatchObject({ status: 400, code: "context_length_exceeded" });
   });
+
+  it("counts tokens in the worker: a too-long prompt is a 400 there too, streamed or not, and fails only itself", async () => {
+    // Within the main thread's character cap, so only the worker's tokenizer can tell it does not fit.
+    const long = [{ role: "user" as const, content: "word ".repeat(3000) }];
+    const [refused, refusedStream, fine] = await Promise.allSettled([
+      client.chat.completions.create({ model: MODEL, messages: long }),
+      client.chat.completions.create({ model: MODEL, messages: long, stream: true }),
+      client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "hi" }], max_tokens: 4 }),
+    ]);
+    expect(refused).toMatchObject({ status: "rejected", reason: { status: 400, code: "context_length_exceeded" } });
+    expect(refusedStream).toMatchObject({ status: "rejected", reason: { status: 400, code: "context_length_exceeded" } });
+    expect(fine).toMatchObject({ status: "fulfilled", value: { usage: { completion_tokens: 4 } } });
+  });
 });

@@ -2,7 +2,8 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chatModel } from "../src/apps/chat.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { Channel } from "../src/server/channel.js";
+import { openAISpec, parseCompletionRequest, type ChatStep } from "../src/specs/openai.js";
 
 // /v1/completions, tools, refused fields and the LLM metrics, with the official `openai` client and the real test
 // model behind a real server.
@@ -19,6 +20,35 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 const user = (content: string) => [{ role: "user" as const, content }];
+
+describe("/v1/completions streaming merges the steps already waiting, per choice", () => {
+  it("gives each choice one chunk with its backlog (text in order, its own finish reason), then usage and [DONE]", async () => {
+    const steps = new Channel<ChatStep[]>();
+    steps.push([{ text: " a0", index: 0 }, { text: " b0", index: 1 }]);
+    steps.push([{ text: " a1", index: 0 }]);
+    steps.push([{ text: " b1", index: 1, finishReason: "length", usage: { promptTokens: 2, completionTokens: 2 } }]);
+    steps.push([{ text: " a2", index: 0, finishReason: "stop", usage: { promptTokens: 3, completionTokens: 3 } }]);
+    steps.end();
+    // Through async generators, as the server's encode and metrics stages pass the worker's steps on.
+    async function* layer<T>(source: AsyncIterable<T>) {
+      for await (const value of source) yield value;
+    }
+    const request = parseCompletionRequest({ model: MODEL, prompt: ["a", "b"], stream: true, stream_options: { include_usage: true } });
+    const response = await openAISpec().respond(request, layer(layer(steps)), { signal: new AbortController().signal, headers: {}, state: {} });
+    if (response.kind !== "stream") throw new Error("expected a stream");
+    let text = "";
+    for await (const piece of response.body) text += piece;
+    const events = text.split("\n\n").filter(Boolean);
+    expect(events[events.length - 1]).toBe("data: [DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, "")));
+    expect(chunks.slice(0, 2).map((c) => c.choices[0])).toEqual([
+      { text: " a0 a1 a2", index: 0, logprobs: null, finish_reason: "stop" },
+      { text: " b0 b1", index: 1, logprobs: null, finish_reason: "length" },
+    ]);
+    expect(chunks[2]).toMatchObject({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 5, total_tokens: 10 } });
+    expect(chunks).toHaveLength(3);
+  });
+});
 
 describe("/v1/completions", () => {
   it("answers a string prompt with text, usage and finish_reason, and echo prepends the prompt", async () => {

@@ -4,7 +4,8 @@ import path from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
+import { Channel } from "../src/server/channel.js";
+import { openAISpec, parseChatRequest, type ChatStep } from "../src/specs/openai.js";
 import { abortRecordingTokenApi } from "./fixtures/token-api.js";
 
 // The OpenAI wire format over real HTTP, with a token generator standing in for the model (the chat model's own
@@ -30,6 +31,53 @@ afterAll(() => server?.close());
 
 const user = (content: string) => [{ role: "user" as const, content }];
 
+/** Pass values through `layers` async generators, as the server's encode and metrics stages do. */
+async function* throughLayers<T>(source: AsyncIterable<T>, layers: number): AsyncGenerator<T> {
+  if (layers === 0) return yield* source;
+  for await (const value of throughLayers(source, layers - 1)) yield value;
+}
+
+/** The SSE events of a stream body. */
+async function sseEvents(body: AsyncIterable<string>): Promise<unknown[]> {
+  let text = "";
+  for await (const piece of body) text += piece;
+  return text.split("\n\n").filter(Boolean).map((e) => (e === "data: [DONE]" ? "[DONE]" : JSON.parse(e.replace(/^data: /, ""))));
+}
+
+describe("SSE chunks merge the steps already waiting", () => {
+  it("a client that fell behind gets the backlog in one chunk, a valid delta, even through several async layers", async () => {
+    const steps = new Channel<ChatStep>();
+    for (let i = 0; i < 5; i++) steps.push({ text: ` t${i}` });
+    steps.push({ text: " t5", finishReason: "length", usage: { promptTokens: 1, completionTokens: 6 } });
+    steps.end();
+    const request = parseChatRequest({ messages: user("hi"), stream: true, stream_options: { include_usage: true } });
+    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {} });
+    if (response.kind !== "stream") throw new Error("expected a stream");
+    const events = (await sseEvents(response.body)) as OpenAI.ChatCompletionChunk[];
+    const deltas = events.filter((e) => e !== ("[DONE]" as unknown) && e.choices[0]?.delta?.content).map((e) => e.choices[0].delta);
+    expect(deltas).toEqual([{ role: "assistant", content: " t0 t1 t2 t3 t4 t5" }]);
+    expect(events.find((e) => e !== ("[DONE]" as unknown) && e.choices[0]?.finish_reason)?.choices[0].finish_reason).toBe("length");
+    expect(events[events.length - 2]).toMatchObject({ usage: { completion_tokens: 6 } });
+    expect(events[events.length - 1]).toBe("[DONE]");
+  });
+
+  it("a step that is not there yet is not waited for: each step arriving later gets its own chunk", async () => {
+    const steps = new Channel<ChatStep>();
+    steps.push({ text: " a" });
+    const request = parseChatRequest({ messages: user("hi"), stream: true });
+    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {} });
+    if (response.kind !== "stream") throw new Error("expected a stream");
+    const body = response.body[Symbol.asyncIterator]();
+    // The first chunk goes out with what there is, without the next step (which needs a later event-loop turn).
+    expect((await body.next()).value).toContain('"content":" a"');
+    setImmediate(() => {
+      steps.push({ text: " b", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } });
+      steps.end();
+    });
+    expect((await body.next()).value).toContain('"content":" b"');
+  });
+});
+
 describe("OpenAI chat completions spec", () => {
   it("answers a non-streaming request with the whole text, usage and a truthful finish_reason", async () => {
     const reply = await client.chat.completions.create({ model: "anything", messages: user("hi"), max_tokens: 5 });
@@ -41,7 +89,7 @@ describe("OpenAI chat completions spec", () => {
     expect(reply.usage).toEqual({ prompt_tokens: 1, completion_tokens: 5, total_tokens: 6 });
   });
 
-  it("streams one chunk per token, then the finish reason, then usage when asked, then [DONE]", async () => {
+  it("streams the tokens as they come (each chunk one or more whole tokens), then the finish reason, then usage when asked, then [DONE]", async () => {
     const stream = await client.chat.completions.create({
       model: "anything",
       messages: user("hi"),
@@ -52,7 +100,10 @@ describe("OpenAI chat completions spec", () => {
     const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const content = chunks.filter((c) => c.choices[0]?.delta.content);
-    expect(content.map((c) => c.choices[0].delta.content)).toEqual([" t0", " t1", " t2", " t3", " t4", " t5"]);
+    // One chunk per token while the server keeps up; tokens that were already waiting share a chunk (see below).
+    const deltas = content.map((c) => c.choices[0].delta.content);
+    expect(deltas.join("")).toBe(" t0 t1 t2 t3 t4 t5");
+    for (const delta of deltas) expect(delta).toMatch(/^( t\d)+$/);
     expect(content[0].choices[0].delta.role).toBe("assistant");
     expect(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id)).toBe(true);
     const finish = chunks.find((c) => c.choices[0]?.finish_reason);
@@ -74,7 +125,9 @@ describe("OpenAI chat completions spec", () => {
     expect(events[events.length - 1]).toBe("data: [DONE]");
     const bodies = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, "")));
     expect(bodies.some((b) => "usage" in b)).toBe(false);
-    expect(bodies.length).toBe(4); // three tokens + the finish chunk
+    // The tokens (one chunk each, or fewer chunks when some were already waiting), then the finish chunk.
+    expect(bodies.map((b) => b.choices[0].delta.content ?? "").join("")).toBe(" t0 t1 t2");
+    expect(bodies[bodies.length - 1].choices[0]).toMatchObject({ delta: {}, finish_reason: "length" });
   });
 
   it("lists the served model", async () => {

@@ -194,11 +194,6 @@ class ThreadRunner implements Runner {
   /** Stops a worker that went predictTimeout without answering (set by start, which owns the death handling). */
   private hung: () => void = () => {};
   info: Record<string, unknown> = {};
-  /**
-   * Move the inputs' buffers to the worker instead of copying them. Not for an idempotent endpoint: a request whose
-   * worker dies is run again, and a moved buffer died with the worker (the retry would send an empty tensor).
-   */
-  private transferInputs = true;
 
   private constructor(
     readonly id: number,
@@ -213,13 +208,12 @@ class ThreadRunner implements Runner {
     source: ApiSource,
     device: Device,
     ctx: SetupContext,
-    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number; idempotent?: boolean },
+    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number },
     onDeath: (reason: string) => void,
   ) {
     const worker = spawnWorker(limits.resourceLimits, source.module);
     const timeoutMs = limits.predictTimeout === undefined ? undefined : limits.predictTimeout * 1000;
     const runner = new ThreadRunner(id, device, worker, limits.stream, timeoutMs);
-    runner.transferInputs = !limits.idempotent;
     return new Promise<ThreadRunner>((resolve, reject) => {
       let ready = false;
       worker.on("message", (message: FromWorker) => {
@@ -263,7 +257,7 @@ class ThreadRunner implements Runner {
       this.pending.set(id, run);
       this.armWatchdog(run);
       try {
-        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, this.transferInputs ? transferables(inputs) : []);
+        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
       } catch (error) {
         // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
         this.forget(id);
@@ -311,6 +305,11 @@ class ThreadRunner implements Runner {
         if (run) this.armWatchdog(run);
         run?.onChunk?.(chunk.outputs, chunk.indexes);
       }
+      // Acknowledged once this turn's work (the streams' writes, other sockets' events) is done, so the worker holds
+      // and merges what a busy main thread could not take yet.
+      setImmediate(() => {
+        if (!this.terminating) this.worker.postMessage({ type: "chunks-handled" } satisfies ToWorker);
+      });
     } else if (message.type === "result") {
       const run = this.forget(message.id);
       run?.resolve({ outputs: message.outputs, errors: message.errors });

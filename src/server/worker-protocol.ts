@@ -6,6 +6,8 @@ export type ToWorker =
   | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext }
   | { type: "run"; id: number; inputs: unknown[]; stream: boolean }
   | { type: "cancel"; id: number; index: number }
+  /** The main thread has handled the last "chunks" message: the worker may send the next (see worker.ts). */
+  | { type: "chunks-handled" }
   | { type: "health"; id: number };
 
 export type FromWorker =

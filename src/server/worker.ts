@@ -19,16 +19,24 @@ const running = new Map<number, AbortController[]>();
 /**
  * Chunks wait here until the work that produced them is done: a nextTick runs once the microtasks have drained, i.e.
  * after every run fed by the same step (an engine step wakes all its runs at once) has emitted. Then one message.
+ *
+ * And while the main thread has not yet handled the previous message (it acknowledges once it has written what that
+ * message carried), new chunks keep waiting and then go together: a main thread that falls behind a fast model gets
+ * several steps per stream in one message, which its SSE encoder merges into one write per client. A main thread
+ * that keeps up gets every step at once, so nothing waits when nothing is behind (the first output never waits).
  */
 let pendingChunks: RunChunk[] = [];
 let pendingTransfer = new Set<ArrayBuffer>(); // a buffer listed twice would fail the whole message
+let unacknowledged = false;
 const sendChunk = (chunk: RunChunk) => {
   if (pendingChunks.length === 0) process.nextTick(flushChunks);
   pendingChunks.push(chunk);
   for (const buffer of transferables(chunk.outputs)) pendingTransfer.add(buffer);
 };
-function flushChunks() {
-  if (pendingChunks.length === 0) return;
+/** Send the waiting chunks, unless the main thread is still on the last message (`force`: a result follows them). */
+function flushChunks(force = false) {
+  if (pendingChunks.length === 0 || (unacknowledged && !force)) return;
+  unacknowledged = true;
   const chunks = pendingChunks;
   const transfer = pendingTransfer;
   pendingChunks = [];
@@ -69,6 +77,9 @@ port.on("message", async (message: ToWorker) => {
       ok = false;
     }
     send({ type: "health", id: message.id, ok });
+  } else if (message.type === "chunks-handled") {
+    unacknowledged = false;
+    flushChunks();
   } else if (message.type === "cancel") {
     running.get(message.id)?.[message.index]?.abort();
   } else if (message.type === "run") {
@@ -79,7 +90,7 @@ port.on("message", async (message: ToWorker) => {
       ? await runStream(api!, message.inputs, ctx, (outputs, indexes) => sendChunk({ id: message.id, outputs, indexes }))
       : await runBatch(api!, message.inputs, ctx);
     running.delete(message.id);
-    flushChunks(); // a run's outputs go before its result
+    flushChunks(true); // a run's outputs go before its result
     const failure = unsendable.get(message.id);
     if (failure !== undefined) {
       unsendable.delete(message.id);
