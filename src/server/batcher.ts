@@ -36,6 +36,8 @@ interface QueueItem {
   channel?: Channel<unknown>;
   /** Workers that died while running this item. */
   crashes?: number;
+  /** Makes the input again for a retry. */
+  redecode?: () => unknown;
   /** Streaming: the client already has outputs of it (a retry would repeat them). */
   emitted?: boolean;
 }
@@ -63,15 +65,18 @@ export class Batcher {
     return this.queue.length;
   }
 
-  /** Queue one decoded input; resolves with its output. */
-  submit(input: unknown, signal: AbortSignal): Promise<unknown> {
-    return new Promise((resolve, reject) => this.enqueue({ input, signal, resolve, reject }));
+  /**
+   * Queue one decoded input; resolves with its output. `redecode` makes the input again for a retry (idempotent
+   * endpoints): the first one's buffers were moved to the worker that died.
+   */
+  submit(input: unknown, signal: AbortSignal, redecode?: () => unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => this.enqueue({ input, signal, resolve, reject, redecode }));
   }
 
   /** Queue one decoded input of a streaming endpoint; yields its outputs as the worker produces them. */
-  submitStream(input: unknown, signal: AbortSignal): AsyncIterable<unknown> {
+  submitStream(input: unknown, signal: AbortSignal, redecode?: () => unknown): AsyncIterable<unknown> {
     const channel = new Channel<unknown>();
-    this.enqueue({ input, signal, channel, reject: (error) => channel.fail(error) });
+    this.enqueue({ input, signal, channel, reject: (error) => channel.fail(error), redecode });
     return channel;
   }
 
@@ -99,7 +104,7 @@ export class Batcher {
     for (const item of this.queue.splice(0)) this.settle(item).reject(error);
   }
 
-  private enqueue(fields: Pick<QueueItem, "input" | "signal" | "resolve" | "reject" | "channel">) {
+  private enqueue(fields: Pick<QueueItem, "input" | "signal" | "resolve" | "reject" | "channel" | "redecode">) {
     this.checkCapacity();
     if (fields.signal.aborted) return;
     const item = fields as QueueItem;
@@ -182,7 +187,7 @@ export class Batcher {
    * A worker died running this item (idempotent endpoint). The first time, it runs again alone, ahead of the queue;
    * a second death (alone, so it is the culprit) answers 500 poison_input and it is never run again.
    */
-  private retryOrQuarantine(item: QueueItem) {
+  private retryOrQuarantine(item: QueueItem): void {
     item.crashes = (item.crashes ?? 0) + 1;
     if (item.crashes >= 2) {
       this.options.onRetry?.("poison");
@@ -194,9 +199,19 @@ export class Batcher {
       return;
     }
     this.options.onRetry?.("retried");
-    item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
-    item.signal.addEventListener("abort", item.onAbort, { once: true });
-    this.queue.unshift(item);
+    const requeue = (input: unknown) => {
+      if (item.signal.aborted) return item.reject(new HttpError("client_closed"));
+      item.input = input;
+      item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
+      item.signal.addEventListener("abort", item.onAbort, { once: true });
+      this.queue.unshift(item);
+      this.pump();
+    };
+    if (!item.redecode) return requeue(item.input);
+    // decoded again (a few ms, only on a retry); it decoded the first time, so a failure now is the server's
+    Promise.resolve()
+      .then(item.redecode)
+      .then(requeue, () => item.reject(new HttpError("worker_crashed")));
   }
 
   /** Take an item out of the waiting state (timer and abort listener off) and return it. */

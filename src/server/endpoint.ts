@@ -179,11 +179,14 @@ export class Endpoint {
     } finally {
       this.batcher.decoding--;
     }
+    // An idempotent request whose worker died runs again from a fresh decode: its input's buffers went to the dead
+    // worker (moved, not copied), and the request is still here (no copy kept for a rare retry).
+    const redecode = this.config.idempotent ? () => this.api.decodeRequest(request, ctx) : undefined;
     if (this.config.streams) {
-      const outputs = this.batcher.submitStream(input, ctx.signal);
+      const outputs = this.batcher.submitStream(input, ctx.signal, redecode);
       return this.spec.respond(request, this.encodeEach(outputs, ctx), ctx);
     }
-    const output = await this.batcher.submit(input, ctx.signal);
+    const output = await this.batcher.submit(input, ctx.signal, redecode);
     return this.spec.respond(request, this.encodeEach([output], ctx), ctx);
   }
 
