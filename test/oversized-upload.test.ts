@@ -66,7 +66,7 @@ function chunksOf(size: number, chunk = 1024 * 1024) {
   return parts;
 }
 
-async function viaFetch(size: number, chunked: boolean): Promise<Outcome> {
+async function viaFetch(size: number, chunked: boolean, base = url): Promise<Outcome> {
   try {
     let body: Uint8Array | ReadableStream<Uint8Array>;
     if (chunked) {
@@ -81,7 +81,7 @@ async function viaFetch(size: number, chunked: boolean): Promise<Outcome> {
     } else {
       body = big.subarray(0, size);
     }
-    const response = await fetch(`${url}/predict`, {
+    const response = await fetch(`${base}/predict`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body,
@@ -94,8 +94,8 @@ async function viaFetch(size: number, chunked: boolean): Promise<Outcome> {
   }
 }
 
-function viaNodeHttp(size: number, chunked: boolean): Promise<Outcome> {
-  const target = new URL(`${url}/predict`);
+function viaNodeHttp(size: number, chunked: boolean, base = url): Promise<Outcome> {
+  const target = new URL(`${base}/predict`);
   return new Promise((resolve) => {
     let outcome: Outcome | undefined;
     const request = http.request({
@@ -140,13 +140,13 @@ function viaNodeHttp(size: number, chunked: boolean): Promise<Outcome> {
   });
 }
 
-function viaCurl(size: number, chunked: boolean): Promise<Outcome> {
+function viaCurl(size: number, chunked: boolean, base = url): Promise<Outcome> {
   const file = files.get(size)!;
   // -T streams the file (no copy in memory): with its length from the file, or chunked from stdin
   const args = ["-sS", "-X", "POST", "-H", "content-type: application/json", "-o", "-", "-w", "\n%{http_code}"];
   if (chunked) args.push("-H", "transfer-encoding: chunked", "-T", "-");
   else args.push("-T", file);
-  args.push(`${url}/predict`);
+  args.push(`${base}/predict`);
   const stdin = chunked ? openSync(file, "r") : "ignore";
   return new Promise((resolve) => {
     const child = spawn("curl", args, { stdio: [stdin, "pipe", "pipe"] });
@@ -249,6 +249,24 @@ describe("oversized uploads get their 413", () => {
     // what the server discarded (≤ LINGER_MAX_BYTES, checked every 10 ms) plus both kernels' socket buffers
     expect(written).toBeLessThan(LINGER_MAX_BYTES + 48 * 2 ** 20);
   }, 60_000);
+
+  it("an answer other than 413 sent before the body arrived (401 to an unauthenticated 100 MB upload) is read too", async () => {
+    const keyed = await startChild(["test/fixtures/serve-echo.ts", JSON.stringify({ apiKey: "secret" })], /^URL (\S+)$/m);
+    try {
+      const failures: string[] = [];
+      for (const [name, send] of Object.entries(clients)) {
+        for (const chunked of [false, true, false, true]) {
+          const outcome = await send(100e6, chunked, keyed.url);
+          const code = outcome.text ? (JSON.parse(outcome.text) as { error?: { code?: string } }).error?.code : undefined;
+          if (outcome.status !== 401 || code !== "unauthorized") failures.push(`${name} ${chunked ? "chunked" : "Content-Length"}: ${outcome.error ?? `${outcome.status} ${code}`}`);
+        }
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      keyed.child.kill("SIGTERM");
+      await keyed.exited;
+    }
+  }, 120_000);
 
   it("a body just under the limit is still accepted (lingering applies only to answers sent before the body ended)", async () => {
     const body = JSON.stringify({ pad: "x".repeat(LIMIT - 100) });

@@ -48,6 +48,11 @@ export interface SoakWindow {
   p99Ms: number;
   /** Server RSS at the end of the window, MiB. */
   rssMiB: number | null;
+  /**
+   * The anonymous part of it (heaps, arenas, buffers), MiB: what grows with a leak. The rest is mapped files (the
+   * model, shared libraries), paged in as they are used.
+   */
+  anonMiB: number | null;
 }
 
 export interface SoakReport {
@@ -164,11 +169,12 @@ export async function runSoak(options: SoakOptions, progress: (line: string) => 
         p50Ms: percentile(ok, 50),
         p99Ms: percentile(ok, 99),
         rssMiB: rssMiB(server.pid),
+        anonMiB: rssMiB(server.pid, "RssAnon"),
       };
       windows.push(window);
       progress(
         `${cell(window.endSeconds, 0).padStart(5)} s  ${window.requests} requests, ${window.errors} errors, ` +
-          `${cell(window.requestsPerSecond)} req/s, p50 ${cell(window.p50Ms)} ms, p99 ${cell(window.p99Ms)} ms, RSS ${cell(window.rssMiB)} MiB`,
+          `${cell(window.requestsPerSecond)} req/s, p50 ${cell(window.p50Ms)} ms, p99 ${cell(window.p99Ms)} ms, RSS ${cell(window.rssMiB)} MiB (anon ${cell(window.anonMiB)})`,
       );
     }
   } finally {
@@ -215,8 +221,9 @@ export function formatSoakReport(report: SoakReport): string {
     cell(w.p50Ms),
     cell(w.p99Ms),
     cell(w.rssMiB),
+    cell(w.anonMiB),
   ]);
-  const table = formatTable(["end (s)", "requests", "errors", "req/s", "p50 ms", "p99 ms", "RSS MiB"], rows);
+  const table = formatTable(["end (s)", "requests", "errors", "req/s", "p50 ms", "p99 ms", "RSS MiB", "anon MiB"], rows);
   const o = report.options;
   return [
     `soak: ${o.minutes} min at concurrency ${o.concurrency}, ${o.windowSeconds} s windows after ${o.warmupSeconds} s warm-up; ` +
@@ -230,10 +237,10 @@ export function formatSoakReport(report: SoakReport): string {
   ].join("\n");
 }
 
-/** Resident set size of a process from /proc, MiB; null where /proc is not available. */
-export function rssMiB(pid: number): number | null {
+/** Resident set size of a process (or one part of it: RssAnon, RssFile) from /proc, MiB; null without /proc. */
+export function rssMiB(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "VmRSS"): number | null {
   try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return match ? Number(match[1]) / 1024 : null;
   } catch {
     return null;

@@ -35,8 +35,16 @@ type TrackedSocket = Socket & { [currentRequest]?: { complete: boolean } };
 export function installLingeringClose(server: Server, options: LingerOptions = {}): void {
   const maxBytes = options.maxBytes ?? LINGER_MAX_BYTES;
   const maxMs = options.maxMs ?? LINGER_MAX_MS;
-  server.on("request", (request) => {
+  server.on("request", (request, response) => {
     (request.socket as TrackedSocket)[currentRequest] = request;
+    // An answer that starts before its request's body has arrived closes the connection (fastify adds Connection:
+    // close only to body-parsing errors; a 401 or 404 to an upload would otherwise keep the connection alive and
+    // make Node read the rest of the body, however large, before the next request).
+    const writeHead = response.writeHead;
+    response.writeHead = function (this: typeof response, ...args: Parameters<typeof writeHead>) {
+      if (!request.complete) this.shouldKeepAlive = false;
+      return writeHead.apply(this, args);
+    } as typeof writeHead;
   });
   server.on("connection", (socket: TrackedSocket) => {
     const destroySoon = socket.destroySoon;
