@@ -119,11 +119,14 @@ function webpBomb(width: number, height: number): Buffer {
 }
 
 describe("hostile input to the classifier", () => {
-  it("wrong content types get 415 with a message that names application/json", async () => {
+  it("wrong content types get 415 with a message that names what is taken; a JSON text sent as an image is a 400", async () => {
     const body = b64(cat);
-    for (const type of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "image/png", "application/xml"]) {
+    for (const type of ["text/plain", "application/x-www-form-urlencoded", "image/gif", "application/xml"]) {
       expect(await rejected(body, [415], type), type).toBe("unsupported_media_type");
     }
+    // image types and multipart are taken as uploads now: the bytes must then be an image, or a valid form
+    expect(await rejected(body, [400], "image/png")).toBe("not_an_image");
+    expect(await rejected(body, [400], "multipart/form-data; boundary=x")).toMatch(/^(invalid_multipart|missing_file)$/);
     const none = await rawRequest(url, `POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
     expect(expectCleanError(none.status, none.body, [415]).message).toContain("application/json");
   });

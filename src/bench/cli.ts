@@ -38,6 +38,8 @@ const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
             requests per level; --body binary sends each photo as its raw bytes (content-type image/jpeg …)
   overhead  [--concurrency …] [--requests N] [--body-bytes N] [--max-batch-size N] [--workers N]
             no-op model vs bare fastify (default: batching off, 1 worker)
+  main-thread [--concurrency 64] [--requests 20000] [--max-batch-size 64] [--workers 1] [--body-bytes 1024]
+            the server main thread's CPU µs per request (no-op model), split by piece from a CPU profile
   suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
   llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N]   chat model tokens/s
   stream    [--concurrency 1,8,32] [--tokens N] [--requests N]   SSE streaming overhead, no model`;
@@ -134,6 +136,19 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
       onLevel: (server, l) => process.stderr.write(`${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
     });
     console.log(formatOverheadTable(report));
+    return report;
+  },
+
+  async "main-thread"(flags) {
+    const { runMainThreadBench, formatMainThreadTable } = await import("./main-thread.js");
+    const maxBatchSize = intFlag(flags["max-batch-size"]) ?? 64;
+    const report = await runMainThreadBench({
+      concurrency: intFlag(flags.concurrency),
+      requests: intFlag(flags.requests),
+      bodyBytes: intFlag(flags["body-bytes"]),
+      batchwise: { maxBatchSize, batchTimeout: maxBatchSize > 1 ? 0.01 : 0, workersPerDevice: intFlag(flags.workers) ?? 1 },
+    });
+    console.log(formatMainThreadTable(report));
     return report;
   },
 

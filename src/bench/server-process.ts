@@ -14,13 +14,13 @@ export interface ServerProcess {
  * Start ./serve-child in a fresh Node process and wait for its URL. From source (tsx, vitest) the child runs the .ts
  * file through tsx; from dist/ it runs the .js file directly.
  */
-export async function startServerProcess(config: ChildServerConfig, options: { startTimeoutMs?: number } = {}) {
+export async function startServerProcess(config: ChildServerConfig, options: { startTimeoutMs?: number; nodeArgs?: string[] } = {}) {
   const self = fileURLToPath(import.meta.url);
   const fromSource = self.endsWith(".ts");
   const entry = fileURLToPath(new URL(fromSource ? "./serve-child.ts" : "./serve-child.js", import.meta.url));
   // The project root (two levels up from src/bench or dist/bench) is where `--import tsx` resolves.
   const root = fileURLToPath(new URL("../../", import.meta.url));
-  const args = [...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
+  const args = [...(options.nodeArgs ?? []), ...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"], env: process.env });
   const url = await waitForUrl(child, options.startTimeoutMs ?? 120_000);
   const exited = new Promise<void>((resolve) => {

@@ -22,29 +22,40 @@ export function registerHooks(
   options: { state: ServerState; corsOrigins?: string[]; apiKey?: string; metrics: ServerMetrics },
 ) {
   const { state, metrics } = options;
+  // Callback-style hooks: an async hook costs a promise per request per hook, and these run on every request.
   // Closing refuses only requests whose headers arrive after it began; one already being received (its body still
   // uploading, say) is in flight and gets its answer.
-  app.addHook("onRequest", async () => {
-    if (state.closing) throw errors.shuttingDown();
-  });
+  app.addHook("onRequest", (_request, _reply, done) => done(state.closing ? errors.shuttingDown() : undefined));
   // CORS before auth: browsers send preflights without credentials (a 401 there blocked every cross-origin call to a
   // keyed server), and a refusal must carry the CORS headers for the page to read it.
   if (options.corsOrigins?.length) registerCors(app, options.corsOrigins);
   if (options.apiKey) {
     const matches = apiKeyMatcher(options.apiKey);
-    app.addHook("onRequest", async (request) => {
-      if (!PROBE_PATHS.has(request.url.split("?")[0]) && !matches(request.headers)) throw errors.unauthorized();
-    });
+    app.addHook("onRequest", (request, _reply, done) =>
+      done(!PROBE_PATHS.has(request.url.split("?")[0]) && !matches(request.headers) ? errors.unauthorized() : undefined),
+    );
   }
   // Once draining, responses close their connection: keep-alive clients reconnect (through the balancer, elsewhere)
   // instead of holding the shutdown open.
-  app.addHook("onSend", async (_request, reply) => {
+  app.addHook("onSend", (_request, reply, payload, done) => {
     if (state.draining) reply.header("connection", "close");
+    done(null, payload);
   });
-  app.addHook("onResponse", async (request, reply) => {
+  // prom-client hashes the label values on every call: keep the labelled children, one per route and status.
+  const recorders = new Map<string, { count: () => void; observe: (seconds: number) => void }>();
+  app.addHook("onResponse", (request, reply, done) => {
     const route = request.routeOptions.url ?? "unmatched";
-    metrics.requests.inc({ route, status: String(reply.statusCode) });
-    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    const key = `${reply.statusCode} ${route}`;
+    let recorder = recorders.get(key);
+    if (!recorder) {
+      const counter = metrics.requests.labels({ route, status: String(reply.statusCode) });
+      const histogram = metrics.latency.labels({ route });
+      recorder = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
+      recorders.set(key, recorder);
+    }
+    recorder.count();
+    recorder.observe(reply.elapsedTime / 1000);
+    done();
   });
 }
 

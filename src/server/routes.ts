@@ -23,7 +23,13 @@ export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint
 }
 
 async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply) {
-  reply.raw.once("close", endpoint.track());
+  const finished = endpoint.track();
+  const controller = new AbortController();
+  // The response closing before it was finished means the client went away: stop its work.
+  reply.raw.once("close", () => {
+    finished();
+    if (!reply.raw.writableFinished) controller.abort();
+  });
   let body = request.body;
   if (Buffer.isBuffer(body) || body instanceof Upload) {
     // Binary parsers are registered for every endpoint's types together: this endpoint may not take this one.
@@ -34,11 +40,6 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     }
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
-  const controller = new AbortController();
-  // The response closing before it was finished means the client went away: stop its work.
-  reply.raw.on("close", () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  });
   const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
   return send(reply, await endpoint.handle(body, ctx, route), controller);
 }
