@@ -9,7 +9,7 @@ export interface BatcherOptions {
   /** Seconds a batch may wait to fill while more work is on its way. */
   batchTimeout: number;
   /** Seconds an item may wait in the queue before it fails with 504. */
-  timeout: number;
+  queueTimeout: number;
   /** Queue length beyond which new items are refused with 503. */
   maxQueueSize: number;
   /** Called with the size of every batch dispatched (metrics). */
@@ -111,7 +111,7 @@ export class Batcher {
     if (fields.signal.aborted) return;
     const item = fields as QueueItem;
     item.enqueuedAt = performance.now();
-    item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
+    item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
     // A client that disconnects before dispatch is dropped: its input never reaches the model.
     item.onAbort = () => this.remove(item, new HttpError("client_closed"));
     item.signal.addEventListener("abort", item.onAbort, { once: true });
@@ -220,7 +220,7 @@ export class Batcher {
     const requeue = (input: unknown) => {
       if (item.signal.aborted) return item.reject(new HttpError("client_closed"));
       item.input = input;
-      item.timer = setTimeout(() => this.expire(item), this.options.timeout * 1000);
+      item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
       item.signal.addEventListener("abort", item.onAbort, { once: true });
       this.queue.unshift(item);
       this.pump();
@@ -247,6 +247,6 @@ export class Batcher {
   }
 
   private expire(item: QueueItem) {
-    this.remove(item, errors.queueTimeout(this.options.timeout));
+    this.remove(item, errors.queueTimeout(this.options.queueTimeout));
   }
 }

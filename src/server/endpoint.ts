@@ -102,7 +102,7 @@ export class Endpoint {
       onIdle: () => this.batcher.pump(),
       log,
     });
-    this.batcher = new Batcher(this.pool, { ...config, timeout: config.queueTimeout, onBatch });
+    this.batcher = new Batcher(this.pool, { ...config, onBatch });
   }
 
   /** Validate options and build the endpoint; workers start with {@link start}. */
