@@ -37,6 +37,11 @@ export interface BenchLlmOptions {
   prompt?: string;
   /** Batch size of the started server (default 8). */
   maxBatchSize?: number;
+  /**
+   * Intra-op threads of the model, served (the started server's threadsPerWorker) and in-process alike; default: every
+   * core. Fewer leaves cores to the server's HTTP thread and the client, which the in-process ceiling does not have.
+   */
+  threads?: number;
   /** Skip the in-process ceiling (e.g. when the server runs another model than `model`). */
   skipInProcess?: boolean;
   /** Print the table (default true). */
@@ -304,6 +309,9 @@ export async function compareBatching(api: ChatAPI, body: Record<string, unknown
   return { prompts, oneAtATimeTokensPerSecond: oneAtATime, batchedTokensPerSecond: all, speedup: all / oneAtATime, sameOutput };
 }
 
+/** Requests sent before measuring (see benchLlm). */
+const WARM_UP_REQUESTS = 24;
+
 const CPU = (threads: number) => ({ accelerator: "cpu" as const, index: 0, threads, id: "cpu" });
 
 export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmResult> {
@@ -324,16 +332,21 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
         batchTimeout: CHAT_SERVING_DEFAULTS.batchTimeout,
         workersPerDevice: CHAT_SERVING_DEFAULTS.workers,
         maxBatchesPerWorker: CHAT_SERVING_DEFAULTS.maxBatchesPerWorker,
+        ...(options.threads ? { threadsPerWorker: options.threads } : {}),
       });
   let ceiling: ChatAPI | undefined;
   if (!options.skipInProcess) {
     ceiling = new ChatAPI({ model });
-    await ceiling.setup(CPU(availableCores()), { workerId: -1, maxBatchSize: Math.max(...levels) });
+    await ceiling.setup(CPU(options.threads ?? availableCores()), { workerId: -1, maxBatchSize: Math.max(...levels) });
   }
   const served: LlmLevelResult[] = [];
   const inProcess: LlmLevelResult[] = [];
   try {
-    await runStreamLoad(server.url, body, 2, 4); // warm-up: JIT, connections, the tokenizer on the main thread
+    // Warm-up, served and in-process alike: connections, the tokenizer, and enough requests for the JIT to compile
+    // the per-request paths (HTTP, batcher, worker hop; called once a request, they stay cold for dozens of requests:
+    // 4 requests left c=1's TTFT p50 measuring unoptimised code).
+    await runStreamLoad(server.url, body, 4, WARM_UP_REQUESTS);
+    if (ceiling) await inProcessLevel(ceiling, body, 4, WARM_UP_REQUESTS);
     // Served and in-process levels interleave so that machine noise hits both alike.
     for (const concurrency of levels) {
       const requests = options.requests ?? Math.max(16, 4 * concurrency);
@@ -401,7 +414,7 @@ export function startOpenAIServerProcess(options: ServerOptions, timeoutMs = 120
   return startServerProcess({ kind: "batchwise", options, spec: "openai" }, { startTimeoutMs: timeoutMs });
 }
 
-/** `batchwise bench llm [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N] [--json FILE]` */
+/** `batchwise bench llm [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N] [--threads N] [--json FILE]` */
 export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
   const { values } = parseArgs({
     args: argv,
@@ -412,6 +425,7 @@ export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
       requests: { type: "string" },
       "max-tokens": { type: "string" },
       "max-batch-size": { type: "string" },
+      threads: { type: "string" },
       "no-in-process": { type: "boolean" },
       json: { type: "string" },
     },
@@ -423,6 +437,7 @@ export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
     requests: values.requests ? Number(values.requests) : undefined,
     maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : undefined,
     maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
+    threads: values.threads ? Number(values.threads) : undefined,
     skipInProcess: values["no-in-process"],
   });
   if (values.json) {

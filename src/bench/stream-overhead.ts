@@ -94,7 +94,9 @@ export async function benchStreamOverhead(options: StreamBenchOptions = {}): Pro
   const body = { model: "token-stream", messages: [{ role: "user", content: "go" }], max_tokens: tokens };
   const levels: LlmLevelResult[] = [];
   try {
-    await runStreamLoad(server.url, body, 2, 8); // warm-up: JIT, connections
+    // Warm-up: connections, and enough requests for the JIT to compile the per-request paths (HTTP, batcher, worker
+    // hop): with 8, c=1's TTFT p50 measured unoptimised code (≈ 20 ms instead of ≈ 5 on a loaded machine).
+    await runStreamLoad(server.url, body, 4, 64);
     for (const concurrency of options.concurrency ?? [1, 8, 32]) {
       const load = await runStreamLoad(server.url, body, concurrency, options.requests ?? Math.max(16, 4 * concurrency));
       levels.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
