@@ -8,6 +8,12 @@
  * latency, and the server's resident memory read from /proc at the end of each window. A warm-up period before the
  * first window lets allocators and onnxruntime's arenas reach their working size, so "RSS at start" is the
  * steady-state baseline rather than the freshly started process. Not part of CI: it runs for minutes.
+ *
+ * What grows is anonymous memory (the "anon" column), not mapped files. On the 2-core dev machine (2026-12-02, one
+ * 10-minute run each, under other load): glibc's default malloc arenas (8 per core; model threads, libuv's pool
+ * and the workers each take one) gave 595 → 670 MiB first to last window, median trend +3.5 %; the same run with
+ * MALLOC_ARENA_MAX=2 in the server's environment gave 536 → 563 MiB, +1.1 %. The variable must be set before the
+ * process starts (Dockerfile ENV, the shell), so this measures whatever the environment sets.
  */
 import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";

@@ -82,9 +82,10 @@ function linger(socket: Socket, maxBytes: number, maxMs: number, onDone: LingerO
     if (discarded >= maxBytes) finish("max-bytes");
   }, 10);
   meter.unref();
+  // The client has stopped sending: close once our answer has left (it usually has long since).
   socket.on("end", () => {
-    if (socket.writableFinished) finish("client-closed");
-    else socket.once("finish", () => finish("client-closed"));
+    if (socket.writableLength === 0) finish("client-closed");
+    else socket.once("drain", () => finish("client-closed"));
   });
   socket.on("error", () => finish("error"));
   socket.on("close", () => finish("client-closed"));
