@@ -39,8 +39,11 @@ COPY src src
 ARG MODELS=deploy/models
 COPY --chown=node:node ${MODELS} /models
 # A container must listen on all interfaces (batchwise binds 127.0.0.1 unless told otherwise). Every serve option
-# also reads BATCHWISE_* (BATCHWISE_WORKERS, BATCHWISE_MAX_BATCH_SIZE, BATCHWISE_DRAIN_PERIOD, …): `docker run -e`.
+# also reads BATCHWISE_* (BATCHWISE_WORKERS_PER_DEVICE, BATCHWISE_MAX_BATCH_SIZE, BATCHWISE_DRAIN_PERIOD, …): `docker run -e`.
+# MALLOC_ARENA_MAX: glibc's allocator keeps an arena per thread that touched malloc; with worker threads and libuv's
+# pool that grew resident memory through a 10-minute soak (+12.6 % first to last window; with 2 arenas, +5.0 %).
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     PORT=8000 \
     BATCHWISE_HOST=0.0.0.0 \
     BATCHWISE_MODELS_DIR=/models

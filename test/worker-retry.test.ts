@@ -59,6 +59,13 @@ describe("a request whose worker dies is retried once (idempotent endpoint)", ()
       expect(await restarts(url)).toBe(2);
       expect(await predict(url, { value: 4 })).toEqual({ status: 200, body: { value: 4 } });
       expect(await restarts(url)).toBe(2);
+      // counted for operators: the dead batch's items ran again (3 or more: a blocker may have shared it), one was
+      // refused after the second death
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      const count = (outcome: string) =>
+        Number(new RegExp(`^batchwise_worker_retries_total\\{endpoint="/predict",outcome="${outcome}"\\} (\\d+)$`, "m").exec(metrics)?.[1]);
+      expect(count("retried")).toBeGreaterThanOrEqual(3);
+      expect(count("poison")).toBe(1);
     });
   }
 

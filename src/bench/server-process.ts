@@ -21,7 +21,9 @@ export async function startServerProcess(config: ChildServerConfig, options: { s
   // The project root (two levels up from src/bench or dist/bench) is where `--import tsx` resolves.
   const root = fileURLToPath(new URL("../../", import.meta.url));
   const args = [...(options.nodeArgs ?? []), ...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"], env: process.env });
+  // glibc's arena count as `npm start` sets it (package.json), so a benchmark's server measures what users run
+  const env = { MALLOC_ARENA_MAX: "2", ...process.env };
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ["pipe", "pipe", "pipe"], env });
   const url = await waitForUrl(child, options.startTimeoutMs ?? 120_000);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null) resolve();

@@ -61,6 +61,12 @@ export interface ResolvedEndpointConfig {
   predictTimeout?: number;
 }
 
+/** What an endpoint reports as it works (the server turns these into metrics). */
+export interface EndpointEvents {
+  batch(path: string, size: number): void;
+  retry(path: string, outcome: "retried" | "poison"): void;
+}
+
 /** What a load balancer or autoscaler needs to know about one endpoint right now. */
 export interface EndpointLoad {
   queued: number;
@@ -86,7 +92,7 @@ export class Endpoint {
     readonly api: ModelAPI,
     readonly config: ResolvedEndpointConfig,
     source: ApiSource | undefined,
-    onBatch: (size: number) => void,
+    events: EndpointEvents,
     log: (message: string) => void,
   ) {
     this.pool = new WorkerPool({
@@ -102,7 +108,14 @@ export class Endpoint {
       onIdle: () => this.batcher.pump(),
       log,
     });
-    this.batcher = new Batcher(this.pool, { ...config, onBatch });
+    this.batcher = new Batcher(this.pool, {
+      ...config,
+      onBatch: (size) => events.batch(config.path, size),
+      onRetry: (outcome) => {
+        events.retry(config.path, outcome);
+        log(outcome === "retried" ? `${config.path}: a request whose worker died runs again` : `${config.path}: an input stopped a worker twice: answered 500 poison_input`);
+      },
+    });
   }
 
   /** Validate options and build the endpoint; workers start with {@link start}. */
@@ -110,7 +123,7 @@ export class Endpoint {
     options: EndpointOptions,
     /** Intra-op threads each worker's model may use (the server splits the cores between all its workers). */
     threads: number,
-    onBatch: (path: string, size: number) => void,
+    events: EndpointEvents,
     log: (message: string) => void,
   ): Promise<Endpoint> {
     checkOptions(options, ["endpoint"]);
@@ -149,7 +162,7 @@ export class Endpoint {
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
     };
-    return new Endpoint(spec, instance, config, source, (size) => onBatch(path, size), log);
+    return new Endpoint(spec, instance, config, source, events, log);
   }
 
   start(): Promise<void> {

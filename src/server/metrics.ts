@@ -28,6 +28,13 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly retries = new client.Counter({
+    name: "batchwise_worker_retries_total",
+    help: "Requests of idempotent endpoints whose worker died: run again (retried) or refused after a second death (poison)",
+    labelNames: ["endpoint", "outcome"] as const,
+    registers: [this.registry],
+  });
+
   constructor(endpoints: { path: string; load: () => EndpointLoad }[]) {
     const registers = [this.registry];
     // What an autoscaler or a load balancer reads per replica (see the README's "Scaling out").

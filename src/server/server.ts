@@ -68,7 +68,17 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
-    endpoints.push(await Endpoint.create(e, threads, (path, size) => metrics?.batchSize.observe({ endpoint: path }, size), log));
+    endpoints.push(
+      await Endpoint.create(
+        e,
+        threads,
+        {
+          batch: (path, size) => metrics?.batchSize.observe({ endpoint: path }, size),
+          retry: (path, outcome) => metrics?.retries.inc({ endpoint: path, outcome }),
+        },
+        log,
+      ),
+    );
   }
   const paths = endpoints.flatMap((e) => e.routes);
   if (new Set(paths).size !== paths.length) throw new OptionError(`Two endpoints share a path: ${paths.join(", ")}`);
