@@ -77,7 +77,9 @@ describe("chat model served through the OpenAI spec", () => {
   it("streams the same text token by token, with usage at the end", async () => {
     const streamed = await streamText("Hello there", 20);
     expect(streamed.text).toBe(await inProcess("Hello there", 20));
-    expect(streamed.contentChunks).toBeGreaterThan(5);
+    // several chunks, not one answer; how many depends on how far behind the client is (steps already waiting for
+    // it are merged into one chunk)
+    expect(streamed.contentChunks).toBeGreaterThan(1);
     expect(streamed.finishReason).toBe("length");
     expect(streamed.usage).toEqual({ prompt_tokens: 22, completion_tokens: 20, total_tokens: 42 });
   });

@@ -17,8 +17,8 @@ import { startChild, type ChildServer } from "./fixtures/child-server.js";
 //
 // Sizes: the range is 17 MB – 200 MB. Each client cycles through 17, 40, 100 and 200 MB and alternates
 // Content-Length and chunked, so every size meets both framings and every client. Loopback moves ~1 GB/s, and the
-// server discards at most LINGER_MAX_BYTES (64 MiB) after answering, so even a 200 MB try that uploads blindly
-// costs under 100 MB on the wire: 50 tries × 3 clients stay within tens of seconds.
+// server discards at most LINGER_MAX_BYTES (256 MiB) or LINGER_MAX_MS after answering: 50 tries × 3 clients stay
+// within tens of seconds.
 
 const SIZES = [17e6, 40e6, 100e6, 200e6];
 const TRIES = Number(process.env.OVERSIZED_TRIES ?? 50);

@@ -84,8 +84,6 @@ export const errors = {
   badRequest: (message: string, code: ErrorCode = "bad_request") => new HttpError(code, message),
   unauthorized: () => new HttpError("unauthorized", undefined, { "www-authenticate": "Bearer" }),
   notFound: (what: string) => new HttpError("not_found", `${what} not found`),
-  payloadTooLarge: (limit: number) =>
-    new HttpError("payload_too_large", `Request body is larger than the limit of ${limit} bytes`),
   unsupportedMediaType: (type: string, accepted: string) =>
     new HttpError("unsupported_media_type", `Content-Type ${type.slice(0, 100)} is not supported; send ${accepted}`),
   requestTimeout: (seconds: number) =>

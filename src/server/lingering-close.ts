@@ -18,7 +18,10 @@ import type { Socket } from "node:net";
  * The bound is per connection and counts every byte read after the answer (body bytes Node's parser was still
  * discarding included); the connection is closed either way, so the discarded bytes never reach a handler.
  */
-export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
+// Larger than the uploads clients commonly send by mistake (the 17–200 MB of issue 17): such a client always gets to
+// read its answer before the connection closes, even when it has not looked at it while still uploading (undici under
+// load once read a reset after 64 MiB). Loopback or LAN moves it in well under the time bound.
+export const LINGER_MAX_BYTES = 256 * 1024 * 1024;
 export const LINGER_MAX_MS = 5_000;
 
 export interface LingerOptions {
