@@ -16,7 +16,9 @@ describe("token sampling", () => {
     fc.assert(
       fc.property(
         fc.array(fc.double({ min: -30, max: 10, noNaN: true }), { minLength: 1, maxLength: 300 }),
-        fc.double({ min: 0.01, max: 1, noNaN: true }),
+        // top_p = 1 never reaches nucleus() (the sampler draws directly); at exactly 1 the two summation orders can
+        // disagree in the last bit about whether the whole vocabulary "reaches" 1 (CI once found [8.6, -28.4, 0, 0, 0])
+        fc.double({ min: 0.01, max: 0.999, noNaN: true }),
         (logits, topP) => {
           const exp = logits.map((l) => Math.exp(l));
           const sum = exp.reduce((a, b) => a + b, 0);
