@@ -1,4 +1,3 @@
-import { inModelWorker, offerApis } from "./api-source.js";
 import type { BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
 import { readCliOptions } from "./options.js";
@@ -7,7 +6,8 @@ import { createServer, type ServerOptions } from "./server.js";
 /**
  * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT: drain (not ready, still
  * serving) for `drainPeriod`, finish in-flight requests, exit 0. For CLIs and scripts; resolves with the server
- * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model worker it starts nothing and never resolves (see createServer).
+ * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model
+ * worker, createServer starts nothing and never resolves, and so neither does this.
  *
  * @example
  * ```ts
@@ -16,10 +16,6 @@ import { createServer, type ServerOptions } from "./server.js";
  * ```
  */
 export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
-  if (inModelWorker()) {
-    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api)]);
-    return new Promise<never>(() => {});
-  }
   const log = makeLogger(options.log);
   // As `npm start` does: PORT, BATCHWISE_HOST and the other server options' variables apply where the code is silent.
   const fromEnv = options.endpoints ? readCliOptions({}, ["server"]) : readCliOptions({}, ["server", "endpoint"]);
