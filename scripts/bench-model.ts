@@ -53,7 +53,7 @@ for (const spec of variants) {
 const run = async (s: Variant) => {
   const cpu0 = process.cpuUsage();
   const start = performance.now();
-  await runChunked(s.session, data, batchSize, [3, 224, 224], s.chunk);
+  await runChunked(s.session, data, [3, 224, 224], s.chunk);
   const wall = performance.now() - start;
   const cpu = process.cpuUsage(cpu0);
   s.times.push(wall);

@@ -9,6 +9,7 @@ import { DataType, decodeModel } from "../src/runtime/onnx-schema.js";
 import { activationParams, quantizeModel, QuantizationError } from "../src/runtime/quantize.js";
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { image, modelsDir } from "./helpers/paths.js";
+import { contiguous } from "../src/runtime/chunked-run.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
 const fp32File = path.join(modelsDir, "mobilenetv2-12", "mobilenetv2-12-fp32.onnx");
@@ -29,7 +30,7 @@ beforeAll(async () => {
   // the photos preprocessed exactly as the served classifier does it
   const api = new ImageClassifierAPI();
   const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
-  inputs = api.batch(decoded).data;
+  inputs = contiguous(decoded);
   fp32 = readFileSync(fp32File);
 });
 

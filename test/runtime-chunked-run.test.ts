@@ -3,7 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Device } from "../src/api.js";
 import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { runChunked } from "../src/runtime/chunked-run.js";
+import { contiguous, runChunked } from "../src/runtime/chunked-run.js";
 import { createSession, settingsFor, type Session } from "../src/runtime/onnx.js";
 import { image, modelsDir } from "./helpers/paths.js";
 
@@ -11,12 +11,14 @@ const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
 const names = ["darknet_dog.jpg", "pytorchhub_dog.jpg", "imageio_wikkie.png", "skimage_chelsea.png", "skimage_coffee.png"];
 const dims = [3, 224, 224];
 let inputs: Float32Array;
+let images: Float32Array[];
 const sessions: Session[] = [];
 
 beforeAll(async () => {
   const api = new ImageClassifierAPI();
   const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
-  inputs = api.batch(decoded).data;
+  images = decoded;
+  inputs = contiguous(decoded);
 });
 afterAll(async () => {
   for (const s of sessions) await s.release();
@@ -27,8 +29,8 @@ describe("runChunked", () => {
     it(`gives the same logits in sub-batches as in one run (${precision}, uneven last chunk)`, async () => {
       const session = await createSession(path.join(modelsDir, "mobilenetv2-12", `mobilenetv2-12-${precision}.onnx`), settingsFor(cpu));
       sessions.push(session);
-      const whole = Float32Array.from(await runChunked(session, inputs, names.length, dims, Infinity));
-      const chunked = await runChunked(session, inputs, names.length, dims, 2);
+      const whole = Float32Array.from(await runChunked(session, inputs, dims, Infinity));
+      const chunked = await runChunked(session, inputs, dims, 2);
       expect(whole).toHaveLength(names.length * 1000);
       expect(chunked).toHaveLength(names.length * 1000);
       let maxDiff = 0;
@@ -37,13 +39,20 @@ describe("runChunked", () => {
       // row 4 (coffee) came from the last, single-item chunk: its top class is still espresso (967)
       const row = Array.from(chunked.subarray(4000, 5000));
       expect(row.indexOf(Math.max(...row))).toBe(967);
+      // One array per image (a server's batch): copied a chunk at a time into the session's reused buffer. Run twice
+      // in different orders, so a buffer left over from the last call cannot pass for this one's input.
+      const reversed = await runChunked(session, [...images].reverse(), dims, 2);
+      const listed = await runChunked(session, images, dims, 2);
+      expect(Array.from(listed)).toEqual(Array.from(chunked));
+      expect(Array.from(reversed.subarray(0, 1000))).toEqual(Array.from(chunked.subarray(4000, 5000)));
     });
   }
 
   it("refuses a chunk size that is not a positive integer, and data that does not match the count", async () => {
     const session = sessions[0];
-    await expect(runChunked(session, inputs, names.length, dims, 0)).rejects.toThrow(/chunkSize/);
-    await expect(runChunked(session, inputs, names.length, dims, 2.5)).rejects.toThrow(/chunkSize/);
-    await expect(runChunked(session, inputs, names.length + 1, dims, 2)).rejects.toThrow(/Expected 6/);
+    await expect(runChunked(session, inputs, dims, 0)).rejects.toThrow(/chunkSize/);
+    await expect(runChunked(session, inputs, dims, 2.5)).rejects.toThrow(/chunkSize/);
+    await expect(runChunked(session, inputs.subarray(1), dims, 2)).rejects.toThrow(/multiple of 150528/);
+    await expect(runChunked(session, [inputs.subarray(0, 150528), inputs.subarray(1)], dims, 2)).rejects.toThrow(/for item 1/);
   });
 });

@@ -45,12 +45,6 @@ export interface ClassifierResponse {
   predictions: Prediction[];
 }
 
-/** A batch as predict receives it: N images in one NCHW buffer. */
-export interface ImageBatch {
-  data: Float32Array;
-  count: number;
-}
-
 const CLASSES = 1000;
 
 export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Float32Array, Prediction[], ClassifierResponse> {
@@ -93,7 +87,7 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
       precision: this.options.precision,
       settings: settingsFor(device),
       check: async (session) => {
-        await this.run(session, { data: new Float32Array(IMAGE_VALUES), count: 1 });
+        await this.run(session, [new Float32Array(IMAGE_VALUES)]);
       },
     });
     this.session = opened.session;
@@ -124,14 +118,16 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
     return preprocessBase64(request.image, this.options.maxPixels);
   }
 
-  override batch(inputs: Float32Array[]): ImageBatch {
-    const data = new Float32Array(inputs.length * IMAGE_VALUES);
-    inputs.forEach((input, i) => data.set(input, i * IMAGE_VALUES));
-    return { data, count: inputs.length };
+  /**
+   * The batch is the images themselves: they are copied into the model's input a sub-batch at a time, into a buffer
+   * the session keeps (see runChunked), never into a fresh batch-sized array.
+   */
+  override batch(inputs: Float32Array[]): Float32Array[] {
+    return inputs;
   }
 
   /** Probabilities [count, 1000] (softmax of the logits). */
-  async predict(batch: ImageBatch): Promise<Float32Array> {
+  async predict(batch: Float32Array[]): Promise<Float32Array> {
     if (!this.session) throw new Error("ImageClassifierAPI.predict called before setup");
     return softmaxRows(await this.run(this.session, batch), CLASSES);
   }
@@ -150,8 +146,8 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
   }
 
   /** On the CPU in sub-batches of 8: faster per image, and a far smaller onnxruntime arena than one run of 64 (chunked-run.ts). */
-  private async run(session: Session, batch: ImageBatch): Promise<Float32Array> {
-    return runChunked(session, batch.data, batch.count, [3, CROP_SIZE, CROP_SIZE], this.chunkSize);
+  private async run(session: Session, images: Float32Array[]): Promise<Float32Array> {
+    return runChunked(session, images, [3, CROP_SIZE, CROP_SIZE], this.chunkSize);
   }
 }
 

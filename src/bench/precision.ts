@@ -9,6 +9,7 @@ import { loadClassNames, softmaxRows } from "../apps/labels.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";
 import { ort, settingsFor, type Session } from "../runtime/onnx.js";
+import { runChunked } from "../runtime/chunked-run.js";
 import { openModel, PRECISIONS, PrecisionUnsupportedError } from "../runtime/precision.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, modelFile, runBaseline, type BaselineResult } from "./baseline.js";
@@ -282,24 +283,20 @@ async function preprocessPhotos(files: string[]) {
  * Open the model the way the classifier's setup does (openModel's capability check included, so a precision the
  * provider cannot run fails with its PrecisionUnsupportedError), classify the photos, release the session.
  */
-async function classify(model: string, precision: Precision, threads: number, batch: { data: Float32Array; count: number }) {
+async function classify(model: string, precision: Precision, threads: number, images: Float32Array[]) {
   const resolved = await resolveModel(model);
-  const run = async (session: Session, data: Float32Array, count: number) => {
-    const input = new ort.Tensor("float32", data, [count, 3, 224, 224]);
-    const outputs = await session.run({ [session.inputNames[0]]: input });
-    return outputs[session.outputNames[0]].data as Float32Array;
-  };
+  const run = (session: Session, batch: Float32Array[]) => runChunked(session, batch, [3, 224, 224], Infinity);
   const opened = await openModel({
     dir: resolved.dir,
     file: resolved.file,
     precision,
     settings: settingsFor({ accelerator: "cpu", index: 0, threads, id: "cpu" }),
     check: async (session) => {
-      await run(session, new Float32Array(3 * 224 * 224), 1);
+      await run(session, [new Float32Array(3 * 224 * 224)]);
     },
   });
   try {
-    const logits = await run(opened.session, batch.data, batch.count);
+    const logits = await run(opened.session, images);
     return { file: opened.file, probabilities: softmaxRows(Float32Array.from(logits), CLASSES) };
   } finally {
     await opened.session.release();

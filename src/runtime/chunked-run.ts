@@ -15,17 +15,25 @@ import { ort, type Session } from "./onnx.js";
 export const DEFAULT_CHUNK_SIZE = 8;
 
 /**
- * Feed `data` ([count, ...itemDims], float32) to the session's first input in chunks of `chunkSize` items and
- * concatenate the first output along the batch axis. `Infinity` runs the whole batch at once (GPUs want that).
+ * One reusable input buffer per session, filled a chunk at a time. A fresh array per batch (64 images × 588 KiB =
+ * 37 MiB, over glibc's largest mmap threshold, so mapped and unmapped every time) made every batch fault its pages
+ * in again: on a virtual machine where a page fault costs microseconds, that was a large share of each image's time.
+ */
+const scratchBySession = new WeakMap<Session, Float32Array>();
+
+/**
+ * Feed a batch to the session's first input in chunks of `chunkSize` items and concatenate the first output along
+ * the batch axis. The batch is either one array of count × item values, or one array per item (what a server's
+ * batch() gets: the items are copied a chunk at a time into a buffer the session keeps, never into one batch-sized
+ * array). `Infinity` runs the whole batch at once (GPUs want that).
  * @example
  * ```ts
- * const logits = await runChunked(session, pixels, 64, [3, 224, 224]);
+ * const logits = await runChunked(session, [pixelsA, pixelsB], [3, 224, 224]);
  * ```
  */
 export async function runChunked(
   session: Session,
-  data: Float32Array,
-  count: number,
+  batch: Float32Array | readonly Float32Array[],
   itemDims: readonly number[],
   chunkSize = DEFAULT_CHUNK_SIZE,
 ): Promise<Float32Array> {
@@ -33,14 +41,18 @@ export async function runChunked(
     throw new Error(`chunkSize must be a positive integer or Infinity, got ${chunkSize}`);
   }
   const itemValues = itemDims.reduce((a, b) => a * b, 1);
-  if (data.length !== count * itemValues) throw new Error(`Expected ${count} × ${itemValues} values, got ${data.length}`);
+  const items = ArrayBuffer.isView(batch) ? null : batch;
+  const count = items ? items.length : batch.length / itemValues;
+  if (!Number.isInteger(count)) throw new Error(`Expected a multiple of ${itemValues} values, got ${batch.length}`);
+  const wrongItem = items?.findIndex((item) => item.length !== itemValues) ?? -1;
+  if (wrongItem >= 0) throw new Error(`Expected ${itemValues} values per item, got ${items![wrongItem].length} for item ${wrongItem}`);
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
   let result: Float32Array | undefined;
   let perItem = 0;
   for (let start = 0; start < count; start += chunkSize) {
     const n = Math.min(chunkSize, count - start);
-    const input = new ort.Tensor("float32", data.subarray(start * itemValues, (start + n) * itemValues), [n, ...itemDims]);
+    const input = new ort.Tensor("float32", chunkData(session, batch, start, n, itemValues), [n, ...itemDims]);
     const outputs = await session.run({ [inputName]: input });
     const output = outputs[outputName].data as Float32Array;
     if (n === count) return output;
@@ -49,4 +61,28 @@ export async function runChunked(
     result.set(output, start * perItem);
   }
   return result ?? new Float32Array(0);
+}
+
+/** Items start … start + n as one contiguous array: a view of contiguous data, a lone item itself, else the scratch. */
+function chunkData(session: Session, batch: Float32Array | readonly Float32Array[], start: number, n: number, itemValues: number) {
+  if (ArrayBuffer.isView(batch)) return batch.subarray(start * itemValues, (start + n) * itemValues);
+  if (n === 1) return batch[start];
+  let scratch = scratchBySession.get(session);
+  if (!scratch || scratch.length < n * itemValues) {
+    scratch = new Float32Array(n * itemValues);
+    scratchBySession.set(session, scratch);
+  }
+  for (let i = 0; i < n; i++) scratch.set(batch[start + i], i * itemValues);
+  return scratch.subarray(0, n * itemValues);
+}
+
+/** Items as one contiguous array (a model input of batch N takes them so), in order. */
+export function contiguous(items: readonly Float32Array[]): Float32Array {
+  const data = new Float32Array(items.reduce((sum, item) => sum + item.length, 0));
+  let offset = 0;
+  for (const item of items) {
+    data.set(item, offset);
+    offset += item.length;
+  }
+  return data;
 }

@@ -52,9 +52,10 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   // API never expected.
   app.removeContentTypeParser("text/plain");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, text, done) => {
+  // As bytes: the parser reads long string values (base64 images) straight from them (see json-body.ts).
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (_request, bytes, done) => {
     try {
-      done(null, parseJsonBody(text as string));
+      done(null, parseJsonBody(bytes as Buffer));
     } catch (error) {
       done(error as Error, undefined);
     }
