@@ -72,7 +72,7 @@ export interface StreamBenchOptions {
   concurrency?: number[];
   /** Tokens per request (default 256). */
   tokens?: number;
-  /** Requests per level (default 4 × concurrency, at least 16). */
+  /** Requests per level (default 4 × concurrency, at least 64: a TTFT p50 over fewer moves with every hiccup). */
   requests?: number;
   /** Server batching (default 8 / 1 ms): concurrent streams share worker steps. */
   maxBatchSize?: number;
@@ -98,7 +98,7 @@ export async function benchStreamOverhead(options: StreamBenchOptions = {}): Pro
     // hop): with 8, c=1's TTFT p50 measured unoptimised code (≈ 20 ms instead of ≈ 5 on a loaded machine).
     await runStreamLoad(server.url, body, 4, 64);
     for (const concurrency of options.concurrency ?? [1, 8, 32]) {
-      const load = await runStreamLoad(server.url, body, concurrency, options.requests ?? Math.max(16, 4 * concurrency));
+      const load = await runStreamLoad(server.url, body, concurrency, options.requests ?? Math.max(64, 4 * concurrency));
       levels.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
     }
   } finally {

@@ -1,4 +1,4 @@
-import { Readable } from "node:stream";
+import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RequestContext } from "../api.js";
 import type { Endpoint } from "./endpoint.js";
@@ -13,16 +13,16 @@ import { mediaType, Upload } from "./upload.js";
  * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever
  * its spec adds (GET /v1/models, metrics of its own in the server's registry).
  */
-export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics) {
+export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics, state: ServerState) {
   for (const endpoint of endpoints) {
     for (const route of endpoint.routes) {
-      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply));
+      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply, state));
     }
     endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
   }
 }
 
-async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply) {
+async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState) {
   const finished = endpoint.track();
   const controller = new AbortController();
   // The response closing before it was finished means the client went away: stop its work.
@@ -41,7 +41,9 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
   const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
-  return send(reply, await endpoint.handle(body, ctx, route), controller);
+  const response = await endpoint.handle(body, ctx, route);
+  if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
+  return stream(reply, response, controller, state);
 }
 
 /**
@@ -81,22 +83,49 @@ export function registerProbeRoutes(
   });
 }
 
-async function send(reply: FastifyReply, response: SpecResponse, controller: AbortController) {
-  if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
+/**
+ * A streaming response, written straight to the socket: each chunk the body yields is one write, made in the same
+ * turn that produced it (a Readable piped by fastify added a buffer, a pipe and their ticks between a token and its
+ * write). The socket's backpressure pauses the body: the next chunk is not pulled until the last one drained.
+ */
+async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kind: "stream" }>, controller: AbortController, state: ServerState) {
   // Await the first chunk before the headers go out, so an error before any output still gets its status code.
   const iterator = response.body[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  async function* chunks() {
-    try {
-      if (!first.done) yield first.value;
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-    } finally {
-      controller.abort(); // no-op when finished; stops generation when the client went away mid-stream
-      await iterator.return?.();
+  let next = await iterator.next();
+  const res = reply.raw;
+  reply.hijack(); // fastify's onSend hooks do not run: the headers they would add are added here
+  try {
+    res.writeHead(200, {
+      ...(reply.getHeaders() as OutgoingHttpHeaders),
+      "content-type": response.contentType,
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+      ...(state.draining ? { connection: "close" } : {}),
+    });
+    for (; !next.done; next = await iterator.next()) {
+      if (!res.write(next.value) && !(await drained(res))) return;
     }
+    res.end();
+  } catch {
+    res.destroy(); // the body failed past its own in-band error (a spec bug): the client sees a cut stream
+  } finally {
+    controller.abort(); // no-op when finished; stops generation when the client went away mid-stream
+    await iterator.return?.();
   }
-  return reply
-    .code(200)
-    .headers({ "content-type": response.contentType, "cache-control": "no-cache", "x-accel-buffering": "no" })
-    .send(Readable.from(chunks(), { objectMode: false }));
+}
+
+/** Resolves true when the socket can take more, false when it closed first. */
+function drained(res: FastifyReply["raw"]): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => () => {
+      res.off("drain", onDrain);
+      res.off("close", onClose);
+      resolve(ok);
+    };
+    const onDrain = done(true);
+    const onClose = done(false);
+    res.once("drain", onDrain);
+    res.once("close", onClose);
+  });
 }

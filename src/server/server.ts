@@ -94,7 +94,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
-  registerEndpointRoutes(app, endpoints, metrics);
+  registerEndpointRoutes(app, endpoints, metrics, state);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
