@@ -8,7 +8,7 @@
 
 ARG NODE_VERSION=20
 
-# ---- build: production dependencies + the native JPEG path (needs a compiler and libjpeg-turbo's headers) ----
+# ---- build: dependencies, the native JPEG path (needs a compiler and libjpeg-turbo's headers), src/ compiled ----
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3 libturbojpeg0-dev \
@@ -21,8 +21,14 @@ ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json .npmrc ./
 COPY scripts/link-models.mjs scripts/build-native.mjs scripts/
 COPY native/binding.gyp native/jpeg_preprocess.c native/
-RUN npm ci --omit=dev --no-audit --no-fund \
- && test -f native/build/Release/jpeg_preprocess.node \
+RUN npm ci --no-audit --no-fund \
+ && test -f native/build/Release/jpeg_preprocess.node
+# Compiled JavaScript, as npm start runs it (from source, tsx adds a module-loader thread per model worker); then the
+# compiler and the other development dependencies go.
+COPY tsconfig.json tsconfig.build.json ./
+COPY src src
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 # ---- runtime: no compiler, libjpeg-turbo's shared library only, non-root ----
@@ -33,9 +39,9 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/native/build/Release/jpeg_preprocess.node native/build/Release/
-COPY package.json tsconfig.json ./
+COPY --from=build /app/dist dist
+COPY package.json ./
 COPY data/models.json data/
-COPY src src
 ARG MODELS=deploy/models
 COPY --chown=node:node ${MODELS} /models
 # A container must listen on all interfaces (batchwise binds 127.0.0.1 unless told otherwise). Every serve option
@@ -54,4 +60,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/readyz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # `npm start` without npm in between: SIGTERM reaches the server itself, which drains (probes turn not-ready,
 # in-flight and arriving requests are served for BATCHWISE_DRAIN_PERIOD seconds), then exits.
-CMD ["node", "--import", "tsx", "src/cli.ts", "serve", "classifier"]
+CMD ["node", "dist/cli.js", "serve", "classifier"]

@@ -187,12 +187,14 @@ describe("Dockerfile (not buildable here: no Docker engine)", () => {
   it("runs what npm start runs, after an install whose postinstall scripts it copied", () => {
     const pkg = JSON.parse(readFileSync("package.json", "utf8"));
     const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
-    expect(cmd.slice(0, 3)).toEqual(["node", "--import", "tsx"]);
-    // npm start sets glibc's arena count in its command line; the image sets it with ENV
-    expect(`MALLOC_ARENA_MAX=\${MALLOC_ARENA_MAX:-2} ${cmd.join(" ")}`).toBe(pkg.scripts.start);
+    expect(cmd).toEqual(["node", "dist/cli.js", "serve", "classifier"]);
+    // npm start compiles src/ when it changed and sets glibc's arena count in its command line; the image compiles
+    // in its build stage and sets the arena count with ENV
+    expect(pkg.scripts.start).toBe(`node scripts/build-if-stale.mjs && MALLOC_ARENA_MAX=\${MALLOC_ARENA_MAX:-2} exec ${cmd.join(" ")}`);
+    expect(dockerfile).toMatch(/^RUN npm run build/m);
     expect(dockerfile).toMatch(/MALLOC_ARENA_MAX=2/);
     for (const script of pkg.scripts.postinstall.match(/scripts\/[\w-]+\.mjs/g)) expect(contextCopies).toContain(script);
-    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/BATCHWISE_MODELS_DIR=\/models/);
   });
@@ -207,7 +209,8 @@ describe("a classifier started with the Deployment's environment", () => {
   beforeAll(async () => {
     // As in the pod, except: loopback and a free port (this is a shared machine), and the team's models folder.
     const env = { ...process.env, ...envOf(container()), BATCHWISE_HOST: "127.0.0.1", PORT: "0", BATCHWISE_MODELS_DIR: modelsDir };
-    child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve", "classifier"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    // the image's command (dist/ is built by the suite's global setup)
+    child = spawn(process.execPath, ["dist/cli.js", "serve", "classifier"], { env, stdio: ["ignore", "pipe", "pipe"] });
     exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
     url = await new Promise<string>((resolve, reject) => {
       let log = "";
