@@ -3,6 +3,7 @@ import path from "node:path";
 import { Pool } from "undici";
 import type { Precision } from "../api.js";
 import { imageClassifier } from "../apps/image-classifier.js";
+import { Upload } from "../server/upload.js";
 import { preprocessBase64, preprocessImage } from "../apps/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, runBaseline } from "./baseline.js";
@@ -32,6 +33,8 @@ export interface PerformanceReport {
   /** The in-process limit for this configuration (base64 JSON requests, as the served JSON figure). */
   pipeline: PipelineReport;
   pipelineImagesPerSecond: number;
+  /** The same limit for the JPEG's bytes as the request (what a raw image/jpeg body reaches decodeRequest as). */
+  pipelineBinary?: PipelineReport;
   /** Served at c=64 with base64 JSON bodies: the median round. */
   served: LoadResult;
   /** Served at c=64 with the JPEG as the raw body (`image/jpeg`): the median round. */
@@ -77,15 +80,11 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   const modelMsPerImage = model.results[0].medianMs / 64;
 
   // The limit must be a limit: warm-up plus 1,024 images in quick mode too (fewer read low, see ./pipeline.ts).
-  log(`performance · pipeline limit: batch ${maxBatchSize}, ${workers} worker(s) × ${threadsPerWorker} thread(s), ${precision}`);
-  const pipeline = await runPipeline({
-    source,
-    requests: [{ image: base64 }],
-    batchSize: maxBatchSize,
-    workers,
-    threadsPerWorker,
-    images: counts.pipelineImages ?? (quick ? 1024 : 2048),
-  });
+  log(`performance · pipeline limit (base64 JSON, then raw bytes): batch ${maxBatchSize}, ${workers} worker(s) × ${threadsPerWorker} thread(s), ${precision}`);
+  const pipelineOf = (request: unknown) =>
+    runPipeline({ source, requests: [request], batchSize: maxBatchSize, workers, threadsPerWorker, images: counts.pipelineImages ?? (quick ? 1024 : 2048) });
+  const pipeline = await pipelineOf({ image: base64 });
+  const pipelineBinary = await pipelineOf(new Upload(bytes, "image/jpeg"));
 
   const payloads: Record<BodyForm, RequestPayload[]> = {
     json: await imagePayloads([options.image], "json"),
@@ -137,6 +136,7 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
         modelMsPerImage,
         pipeline,
         pipelineImagesPerSecond: pipeline.imagesPerSecond,
+        pipelineBinary,
         served: medianRound("json")!,
         servedBinary: medianRound("binary"),
         rounds: levels.map(({ body, level }) => ({
