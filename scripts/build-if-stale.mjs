@@ -1,6 +1,6 @@
 /**
  * Compile src/ into dist/ when a source file is newer than the last build (dist/.build-stamp), else do nothing.
- * `npm start` and `npm run bench` run the compiled server: from source, every thread that loads TypeScript (the main
+ * `npm start`, `npm run cli` and `npm run bench` run the compiled code: from source, every thread that loads TypeScript (the main
  * thread and each model worker) starts a module-loader thread of its own for tsx, a V8 isolate each that stays for the
  * server's life. The test suite's global setup calls this too.
  */
