@@ -1,12 +1,13 @@
 /*
- * JPEG → normalised NCHW float32 for ImageNet classifiers, off the main thread (libuv pool), in one call:
- * libjpeg-turbo decodes at the smallest DCT scale (1/8 steps, not below 1/2) that still covers the resize target, so
- * a 768×576 photo decodes at 384×288 for about the cost of its entropy decoding; a triangle (antialiased bilinear)
- * filter then resamples to the resize plan's size, computing only the centre-crop window, and writes
- * (v/255 − mean)/std per plane.
+ * JPEG → the centre crop as three planes of 8-bit RGB (CHW) for image classifiers, off the main thread (libuv pool),
+ * in one call: libjpeg-turbo decodes at the smallest DCT scale (1/8 steps, not below 1/2) that still covers the resize
+ * target, so a 768×576 photo decodes at 384×288 for about the cost of its entropy decoding; a triangle (antialiased
+ * bilinear) filter then resamples to the resize plan's size, computing only the centre-crop window, and rounds to
+ * 8 bits as PIL and libvips do. Normalisation ((v/255 − mean)/std) is the model's side: a quarter of the bytes travel
+ * from here to the model as floats would.
  *
- * JS API: preprocess(jpeg: Uint8Array, out: Float32Array, plan: Float64Array) → Promise<void>
- *   plan = [resizedWidth, resizedHeight, cropLeft, cropTop, cropSize, mean0, mean1, mean2, std0, std1, std2]
+ * JS API: preprocess(jpeg: Uint8Array, out: Uint8Array, plan: Float64Array) → Promise<void>
+ *   plan = [resizedWidth, resizedHeight, cropLeft, cropTop, cropSize]
  * Rejects with libjpeg-turbo's message for anything it cannot decode (the caller falls back to sharp, which
  * classifies the error for the client), and with a message for a plan that does not fit; throws a TypeError only
  * for arguments of the wrong type.
@@ -21,7 +22,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 
-#define JP_PLAN_LENGTH 11
+#define JP_PLAN_LENGTH 5
 /* Full-size pixels the addon accepts (sharp's default limitInputPixels, 0x3FFF²); the JS side applies its own,
  * lower limit before calling. Guards allocations (a progressive file's coefficients are kept whole) for any caller. */
 #define JP_DEFAULT_MAX_PIXELS 268402689.0
@@ -98,13 +99,12 @@ static void free_taps(Taps *t) {
   free(t->weights);
 }
 
-/* Horizontal pass over one row of interleaved RGB floats into three plane rows. One pixel's r, g, b ride in one
+/* Horizontal pass over one row of interleaved RGB floats into three plane rows of bytes. One pixel's r, g, b ride in one
  * 4-lane vector (GCC/Clang vector extensions: SSE on x86-64, NEON on arm64, plain code elsewhere; the fourth lane
  * reads the next pixel's red and is ignored), with n taps known at compile time for the usual reductions so the
  * body unrolls, and a generic loop for the rest. Rounds like an 8-bit pipeline would (PIL and libvips store uint8
- * between steps: adding and subtracting 1.5·2²³ rounds a float in 0…2²² to the nearest integer without a libm call),
- * then scales: v·scale − offset = (v/255 − mean)/std. The filter is a convex combination of 0…255 values, so no
- * clamp is needed. */
+ * between steps: adding and subtracting 1.5·2²³ rounds a float in 0…2²² to the nearest integer without a libm call).
+ * The filter is a convex combination of 0…255 values, so the rounded value is a byte without a clamp. */
 typedef float v4f __attribute__((vector_size(16)));
 
 static inline v4f load4(const float *s) {
@@ -115,23 +115,22 @@ static inline v4f load4(const float *s) {
 
 static inline v4f splat(float x) { return (v4f){x, x, x, x}; }
 
-static inline void store3(v4f acc, v4f scale, v4f offset, float *r, float *g, float *b) {
+static inline void store3(v4f acc, unsigned char *r, unsigned char *g, unsigned char *b) {
   const v4f magic = splat(12582912.0f);
   acc = (acc + magic) - magic;
-  acc = acc * scale - offset;
-  *r = acc[0];
-  *g = acc[1];
-  *b = acc[2];
+  *r = (unsigned char)acc[0];
+  *g = (unsigned char)acc[1];
+  *b = (unsigned char)acc[2];
 }
 
 #define HPASS(N)                                                                                                   \
-  static void hpass_##N(const float *row, const Taps *cols, int crop, float *r, float *g, float *b, v4f scale,     \
-                        v4f offset) {                                                                              \
+  static void hpass_##N(const float *row, const Taps *cols, int crop, unsigned char *r, unsigned char *g,          \
+                        unsigned char *b) {                                                                        \
     for (int x = 0; x < crop; x++) {                                                                               \
       const float *w = cols->weights + (size_t)x * (N), *s = row + (size_t)cols->start[x] * 3;                     \
       v4f acc = splat(w[0]) * load4(s);                                                                            \
       for (int k = 1; k < (N); k++) acc += splat(w[k]) * load4(s + 3 * k);                                         \
-      store3(acc, scale, offset, r + x, g + x, b + x);                                                             \
+      store3(acc, r + x, g + x, b + x);                                                                            \
     }                                                                                                              \
   }
 HPASS(1)
@@ -141,14 +140,14 @@ HPASS(4)
 HPASS(5)
 HPASS(6)
 
-static void hpass_any(const float *row, const Taps *cols, int crop, float *r, float *g, float *b, v4f scale,
-                      v4f offset) {
+static void hpass_any(const float *row, const Taps *cols, int crop, unsigned char *r, unsigned char *g,
+                      unsigned char *b) {
   int n = cols->n;
   for (int x = 0; x < crop; x++) {
     const float *w = cols->weights + (size_t)x * n, *s = row + (size_t)cols->start[x] * 3;
     v4f acc = splat(w[0]) * load4(s);
     for (int k = 1; k < n; k++) acc += splat(w[k]) * load4(s + 3 * k);
-    store3(acc, scale, offset, r + x, g + x, b + x);
+    store3(acc, r + x, g + x, b + x);
   }
 }
 
@@ -170,21 +169,12 @@ static void set_error(char *error, size_t size, const char *message) {
 /* Whole numbers only, in [lo, hi]: a NaN, an infinity or a fraction in a plan is a caller's bug, not a size. */
 static int whole(double v, double lo, double hi) { return v >= lo && v <= hi && v == floor(v); }
 
-/* Mean and std such that (v/255 − mean)/std is a finite float for every v in 0…1. */
-static int sane_stats(const double *mean_std) {
-  for (int c = 0; c < 3; c++) {
-    double mean = mean_std[c], std = fabs(mean_std[3 + c]);
-    if (!(fabs(mean) <= 1e6) || !(std >= 1e-6 && std <= 1e6)) return 0;
-  }
-  return 1;
-}
-
 /*
- * Decodes `jpeg` and writes the plan's centre crop into `out` as three planes of crop×crop floats. Returns 0, or -1
+ * Decodes `jpeg` and writes the plan's centre crop into `out` as three planes of crop×crop bytes. Returns 0, or -1
  * with a message in `error`. `max_pixels` caps the JPEG's full size (width × height) before anything is allocated.
  * Thread-safe; the libuv pool calls it concurrently.
  */
-static int jp_preprocess(const unsigned char *jpeg, size_t jpeg_size, float *out, size_t out_values, const double *p,
+static int jp_preprocess(const unsigned char *jpeg, size_t jpeg_size, unsigned char *out, size_t out_values, const double *p,
                          double max_pixels, char *error, size_t error_size) {
   if (error_size) error[0] = 0;
   for (int i = 0; i < JP_PLAN_LENGTH; i++) {
@@ -194,7 +184,7 @@ static int jp_preprocess(const unsigned char *jpeg, size_t jpeg_size, float *out
     }
   }
   if (!whole(p[0], 1, JP_MAX_RESIZED) || !whole(p[1], 1, JP_MAX_RESIZED) || !whole(p[2], 0, JP_MAX_RESIZED) ||
-      !whole(p[3], 0, JP_MAX_RESIZED) || !whole(p[4], 1, JP_MAX_CROP) || !sane_stats(p + 5)) {
+      !whole(p[3], 0, JP_MAX_RESIZED) || !whole(p[4], 1, JP_MAX_CROP)) {
     set_error(error, error_size, "the resize plan is out of range");
     return -1;
   }
@@ -256,11 +246,6 @@ static int jp_preprocess(const unsigned char *jpeg, size_t jpeg_size, float *out
   /* + 4: the horizontal pass loads 4 floats for a pixel's 3 */
   vertical = calloc((size_t)span + 4, sizeof(float));
   if (!vertical) goto oom;
-  v4f scale = splat(0), offset = splat(0);
-  for (int c = 0; c < 3; c++) {
-    scale[c] = (float)(1.0 / (255.0 * p[8 + c]));
-    offset[c] = (float)(p[5 + c] / p[8 + c]);
-  }
   size_t plane = (size_t)crop * crop, stride = (size_t)scaled_w * 3;
   for (int x = 0; x < crop; x++) cols.start[x] -= first_col; /* now indexes `vertical` */
   for (int y = 0; y < crop; y++) {
@@ -268,15 +253,15 @@ static int jp_preprocess(const unsigned char *jpeg, size_t jpeg_size, float *out
     const unsigned char *src = pixels + (size_t)rows.start[y] * stride + (size_t)first_col * 3;
     vtap_first(vertical, src, w[0], span);
     for (int k = 1; k < rows.n; k++) vtap_add(vertical, src + (size_t)k * stride, w[k], span);
-    float *r = out + (size_t)y * crop, *g = r + plane, *b = g + plane;
+    unsigned char *r = out + (size_t)y * crop, *g = r + plane, *b = g + plane;
     switch (cols.n) {
-      case 1: hpass_1(vertical, &cols, crop, r, g, b, scale, offset); break;
-      case 2: hpass_2(vertical, &cols, crop, r, g, b, scale, offset); break;
-      case 3: hpass_3(vertical, &cols, crop, r, g, b, scale, offset); break;
-      case 4: hpass_4(vertical, &cols, crop, r, g, b, scale, offset); break;
-      case 5: hpass_5(vertical, &cols, crop, r, g, b, scale, offset); break;
-      case 6: hpass_6(vertical, &cols, crop, r, g, b, scale, offset); break;
-      default: hpass_any(vertical, &cols, crop, r, g, b, scale, offset);
+      case 1: hpass_1(vertical, &cols, crop, r, g, b); break;
+      case 2: hpass_2(vertical, &cols, crop, r, g, b); break;
+      case 3: hpass_3(vertical, &cols, crop, r, g, b); break;
+      case 4: hpass_4(vertical, &cols, crop, r, g, b); break;
+      case 5: hpass_5(vertical, &cols, crop, r, g, b); break;
+      case 6: hpass_6(vertical, &cols, crop, r, g, b); break;
+      default: hpass_any(vertical, &cols, crop, r, g, b);
     }
   }
   status = 0;
@@ -305,7 +290,7 @@ typedef struct {
   napi_ref input_ref, output_ref;
   const unsigned char *jpeg;
   size_t jpeg_size;
-  float *out;
+  unsigned char *out;
   size_t out_values;
   double plan[JP_PLAN_LENGTH];
   char error[200];
@@ -348,7 +333,7 @@ static napi_value preprocess(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3)
-    return throw_type_error(env, "preprocess(jpeg: Uint8Array, out: Float32Array, plan: Float64Array)");
+    return throw_type_error(env, "preprocess(jpeg: Uint8Array, out: Uint8Array, plan: Float64Array)");
   napi_typedarray_type type;
   size_t length;
   void *bytes;
@@ -360,14 +345,14 @@ static napi_value preprocess(napi_env env, napi_callback_info info) {
   const unsigned char *jpeg = bytes;
   size_t jpeg_size = length;
   if (napi_is_typedarray(env, argv[1], &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, argv[1], &type, &length, &bytes, NULL, NULL) != napi_ok || type != napi_float32_array)
-    return throw_type_error(env, "out must be a Float32Array");
-  float *out = bytes;
+      napi_get_typedarray_info(env, argv[1], &type, &length, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return throw_type_error(env, "out must be a Uint8Array");
+  unsigned char *out = bytes;
   size_t out_values = length;
   if (napi_is_typedarray(env, argv[2], &is_typed) != napi_ok || !is_typed ||
       napi_get_typedarray_info(env, argv[2], &type, &length, &bytes, NULL, NULL) != napi_ok || type != napi_float64_array ||
       length != JP_PLAN_LENGTH)
-    return throw_type_error(env, "plan must be a Float64Array of 11 numbers");
+    return throw_type_error(env, "plan must be a Float64Array of 5 numbers");
 
   Job *job = calloc(1, sizeof(Job));
   if (!job) return throw_type_error(env, "out of memory");

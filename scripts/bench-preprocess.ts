@@ -15,8 +15,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { IMAGENET_MEAN, IMAGENET_STD, IMAGE_VALUES, hwcToNormalizedChw, preprocessBase64, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
+import { ImageClassifierAPI, type ImageInput } from "../src/apps/image-classifier.js";
+import { IMAGE_VALUES, hwcToChw, normalize, preprocessBase64, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
 import { nativeJpeg } from "../src/apps/jpeg-native.js";
 
 const args = process.argv.slice(2);
@@ -37,7 +37,7 @@ async function sharpDefaults(b64: string): Promise<Float32Array> {
     .removeAlpha()
     .raw()
     .toBuffer({ resolveWithObject: true });
-  return hwcToNormalizedChw(data, info.channels);
+  return normalize(hwcToChw(data, info.channels));
 }
 
 const pipelines: Record<string, (b64: string) => Promise<Float32Array>> = {
@@ -49,9 +49,9 @@ const raw = readFileSync(file);
 if (nativeJpeg && raw[0] === 0xff && raw[1] === 0xd8) {
   const { width, height } = await sharp(raw).metadata();
   const p = resizePlan(width!, height!);
-  const plan = new Float64Array([p.width, p.height, p.left, p.top, 224, ...IMAGENET_MEAN, ...IMAGENET_STD]);
-  const out = new Float32Array(IMAGE_VALUES);
-  pipelines.native = async () => (await nativeJpeg!.preprocess(raw, out, plan), out);
+  const plan = new Float64Array([p.width, p.height, p.left, p.top, 224]);
+  const out = new Uint8Array(IMAGE_VALUES);
+  pipelines.native = async () => (await nativeJpeg!.preprocess(raw, out, plan), normalize(out));
 }
 
 const times: Record<string, number[]> = Object.fromEntries(Object.keys(pipelines).map((k) => [k, []]));
@@ -81,7 +81,7 @@ const device = { accelerator: "cpu" as const, index: 0, threads: 1, id: "cpu" };
 for (const precision of ["fp32", "int8"] as const) {
   const api = new ImageClassifierAPI({ precision, labels: "imagenet", topK: 1000 });
   await api.setup(device, { workerId: 0, maxBatchSize: 1 });
-  const probabilities = async (input: Float32Array) => api.predict(api.batch([input]));
+  const probabilities = async (input: ImageInput) => api.predict(api.batch([input]));
   let maxDiff = 0;
   const top1: string[] = [];
   for (const photo of photos) {

@@ -9,7 +9,7 @@
 #     --seed S     libFuzzer's random seed (default 1: a rerun with the same seed repeats the same inputs)
 #     --install    install clang, its sanitizer runtimes, libFuzzer and libjpeg-turbo's headers from Debian first
 #     --check      only say whether the toolchain is here (exit 0) or not (exit 2)
-#     --self-test  build the target with an output buffer one float short and check ASan reports it (exit 0 if so)
+#     --self-test  build the target with an output buffer one byte short and check ASan reports it (exit 0 if so)
 # Environment: BATCHWISE_IMAGES_DIR (default ../shared/images) for the sample photos; BATCHWISE_FUZZ_DIR (default
 # native/fuzz/build) for the builds, corpus, log and crashing inputs; CLANG (default clang).
 set -euo pipefail

@@ -14,6 +14,7 @@ import { createSession, ort } from "../src/runtime/onnx.js";
 import { quantizeModel } from "../src/runtime/quantize.js";
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
+import { normalize } from "../src/apps/image-preprocess.js";
 
 const args = process.argv.slice(2);
 const imagesFlag = args.indexOf("--images");
@@ -26,7 +27,7 @@ const photos = readdirSync(imagesDir).filter((f) => /\.(jpe?g|png|webp)$/i.test(
 if (photos.length === 0) throw new Error(`No photos to calibrate on in ${imagesDir}`);
 const api = new ImageClassifierAPI();
 const decoded = await Promise.all(photos.map((f) => api.decodeRequest({ image: readFileSync(path.join(imagesDir, f)).toString("base64") })));
-const data = contiguous(decoded);
+const data = contiguous(decoded.map(normalize));
 const dims = [photos.length, 3, 224, 224];
 
 const fp32 = readFileSync(source);

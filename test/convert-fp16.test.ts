@@ -9,6 +9,7 @@ import { createSession, ort, settingsFor } from "../src/runtime/onnx.js";
 import { decodeModel } from "../src/runtime/onnx-schema.js";
 import { image, modelsDir } from "./helpers/paths.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
+import { normalize } from "../src/apps/image-preprocess.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 2, id: "cpu" };
 const dir = path.join(modelsDir, "mobilenetv2-12");
@@ -49,7 +50,7 @@ beforeAll(async () => {
   process.env.BATCHWISE_CACHE_DIR = mkdtempSync(path.join(os.tmpdir(), "batchwise-cache-"));
   const api = new ImageClassifierAPI();
   const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
-  inputs = contiguous(decoded);
+  inputs = contiguous(decoded.map(normalize));
   reference = await probabilities(fp32File);
 });
 

@@ -33,7 +33,7 @@ it.runIf(process.env.BATCHWISE_REQUIRE_NATIVE_FUZZ === "1")("the fuzzing toolcha
 });
 
 describe.skipIf(!available)("native JPEG path under ASan + UBSan", () => {
-  it("the harness catches a planted one-float heap overflow in jp_preprocess (sanitizer live, core reached)", async () => {
+  it("the harness catches a planted one-byte heap overflow in jp_preprocess (sanitizer live, core reached)", async () => {
     const { status, output } = await fuzz("--self-test");
     expect(status, output).toBe(0);
     expect(output).toMatch(/planted heap-buffer-overflow in jp_preprocess/);

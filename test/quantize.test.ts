@@ -10,6 +10,7 @@ import { activationParams, quantizeModel, QuantizationError } from "../src/runti
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { image, modelsDir } from "./helpers/paths.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
+import { normalize } from "../src/apps/image-preprocess.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
 const fp32File = path.join(modelsDir, "mobilenetv2-12", "mobilenetv2-12-fp32.onnx");
@@ -30,7 +31,7 @@ beforeAll(async () => {
   // the photos preprocessed exactly as the served classifier does it
   const api = new ImageClassifierAPI();
   const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
-  inputs = contiguous(decoded);
+  inputs = contiguous(decoded.map(normalize));
   fp32 = readFileSync(fp32File);
 });
 

@@ -3,6 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Device } from "../src/api.js";
 import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
+import { normalize, normalizeInto } from "../src/apps/image-preprocess.js";
 import { contiguous, runChunked } from "../src/runtime/chunked-run.js";
 import { createSession, settingsFor, type Session } from "../src/runtime/onnx.js";
 import { image, modelsDir } from "./helpers/paths.js";
@@ -11,14 +12,14 @@ const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
 const names = ["darknet_dog.jpg", "pytorchhub_dog.jpg", "imageio_wikkie.png", "skimage_chelsea.png", "skimage_coffee.png"];
 const dims = [3, 224, 224];
 let inputs: Float32Array;
-let images: Float32Array[];
+let images: Uint8Array[];
 const sessions: Session[] = [];
 
 beforeAll(async () => {
   const api = new ImageClassifierAPI();
   const decoded = await Promise.all(names.map((n) => api.decodeRequest({ image: readFileSync(image(n)).toString("base64") })));
   images = decoded;
-  inputs = contiguous(decoded);
+  inputs = contiguous(decoded.map(normalize));
 });
 afterAll(async () => {
   for (const s of sessions) await s.release();
@@ -39,10 +40,11 @@ describe("runChunked", () => {
       // row 4 (coffee) came from the last, single-item chunk: its top class is still espresso (967)
       const row = Array.from(chunked.subarray(4000, 5000));
       expect(row.indexOf(Math.max(...row))).toBe(967);
-      // One array per image (a server's batch): copied a chunk at a time into the session's reused buffer. Run twice
-      // in different orders, so a buffer left over from the last call cannot pass for this one's input.
-      const reversed = await runChunked(session, [...images].reverse(), dims, 2);
-      const listed = await runChunked(session, images, dims, 2);
+      // One array of 8-bit levels per image (the classifier's batch): normalised a chunk at a time into the session's
+      // reused buffer. Run twice in different orders, so a buffer left over from the last call cannot pass for this
+      // one's input.
+      const reversed = await runChunked(session, [...images].reverse(), dims, 2, normalizeInto);
+      const listed = await runChunked(session, images, dims, 2, normalizeInto);
       expect(Array.from(listed)).toEqual(Array.from(chunked));
       expect(Array.from(reversed.subarray(0, 1000))).toEqual(Array.from(chunked.subarray(4000, 5000)));
     });

@@ -4,10 +4,10 @@
  *   0, 1  the classifier's own shape, from the JPEG's header: short side 1 + byte1 % 128, centre crop 1 + byte2 % side
  *   2     any integers: resized 1…2048 × 1…2048, crop 1…64, offsets that may run one past the edge
  * (Crops stay small: the code paths do not depend on the crop's size, and every output value costs fuzzing time.)
- *   3     hostile numbers in every field (NaN, ±∞, −0, fractions, 1e300, 2³¹ …), mean/std included
- * bit 2 hands the core an output buffer one value too short for the crop. The output starts as NaN; after a success
- * every value must be finite (and, with ImageNet mean/std, within (0−mean)/std … (1−mean)/std), after a failure the
- * message must not be empty: anything else aborts, which libFuzzer reports like a sanitizer finding.
+ *   3     hostile numbers in every field (NaN, ±∞, −0, fractions, 1e300, 2³¹ …)
+ * bit 2 hands the core an output buffer one byte too short for the crop. A success whose crop does not fit the output,
+ * or a failure without a message, aborts, which libFuzzer reports like a sanitizer finding; a write past the output
+ * is ASan's to report. (Every byte is a valid output value: the values are not checked.)
  * Include after ../jpeg_preprocess.c.
  */
 #define FUZZ_PLAN_BYTES 9
@@ -23,8 +23,6 @@
 #define FUZZ_NO_COVERAGE
 #endif
 
-static const double imagenet[6] = {0.485, 0.456, 0.406, 0.229, 0.224, 0.225};
-
 /* resizePlan() of src/apps/image-preprocess.ts, generalised to any short side and crop. */
 static void classifier_plan(int width, int height, int short_side, int crop, double plan[JP_PLAN_LENGTH]) {
   int s = width < height ? width : height, l = width < height ? height : width;
@@ -36,34 +34,10 @@ static void classifier_plan(int width, int height, int short_side, int crop, dou
   plan[2] = nearbyint((w - crop) / 2); /* round half to even, like roundHalfEven */
   plan[3] = nearbyint((h - crop) / 2);
   plan[4] = crop;
-  memcpy(plan + 5, imagenet, sizeof(imagenet));
 }
 
 static const double hostile[16] = {0,   -1,  0.5,  1,        224, 65536, 65537, 1e300,
                                    -0.0, NAN, INFINITY, -INFINITY, 1e-300, 4096, 4097, 2147483648.0};
-
-FUZZ_NO_COVERAGE static void fill_nan(float *out, size_t n) {
-  for (size_t i = 0; i < n; i++) out[i] = NAN;
-}
-
-/* Not instrumented for coverage: the checks' comparisons would otherwise cost more than the code under test. */
-FUZZ_NO_COVERAGE static int check_output(const float *out, size_t written, int imagenet_stats) {
-  for (size_t i = 0; i < written; i++) {
-    if (!isfinite(out[i])) {
-      fprintf(stderr, "output value %zu is %f after a success\n", i, out[i]);
-      return -1;
-    }
-    if (imagenet_stats) {
-      int c = (int)(i / (written / 3));
-      double lo = (0 - imagenet[c]) / imagenet[3 + c], hi = (1 - imagenet[c]) / imagenet[3 + c];
-      if (out[i] < lo - 1e-4 || out[i] > hi + 1e-4) {
-        fprintf(stderr, "output value %zu = %f outside [%f, %f]\n", i, out[i], lo, hi);
-        return -1;
-      }
-    }
-  }
-  return 0;
-}
 
 static int run_fuzz_input(const unsigned char *data, size_t size) {
   if (size < FUZZ_PLAN_BYTES) return -1;
@@ -71,7 +45,7 @@ static int run_fuzz_input(const unsigned char *data, size_t size) {
   const unsigned char *jpeg = data + FUZZ_PLAN_BYTES;
   size_t jpeg_size = size - FUZZ_PLAN_BYTES;
   double plan[JP_PLAN_LENGTH];
-  int kind = b[0] & 3, imagenet_stats = kind != 3;
+  int kind = b[0] & 3;
   if (kind <= 1) {
     int width = 64, height = 64, subsampling, colorspace;
     tjhandle tj = tjInitDecompress();
@@ -89,18 +63,16 @@ static int run_fuzz_input(const unsigned char *data, size_t size) {
     plan[4] = 1 + b[5] % 64;
     plan[2] = plan[0] >= plan[4] ? b[6] % (int)(plan[0] - plan[4] + 2) : 0;
     plan[3] = plan[1] >= plan[4] ? b[7] % (int)(plan[1] - plan[4] + 2) : 0;
-    memcpy(plan + 5, imagenet, sizeof(imagenet));
   } else {
-    /* 11 fields from 8 bytes: each nibble of bytes 1…6 picks a hostile value for fields 0…10 ... */
+    /* Each nibble of bytes 1…3 picks a hostile value for fields 0…4 ... */
     for (int i = 0; i < JP_PLAN_LENGTH; i++) {
       int nibble = (b[1 + i / 2] >> (4 * (i % 2))) & 15;
       plan[i] = hostile[nibble];
     }
     /* ... except where byte 7 keeps the field sane, so the later checks get reached too. */
-    static const double sane[JP_PLAN_LENGTH] = {40, 30, 4, 2, 24, 0.485, 0.456, 0.406, 0.229, 0.224, 0.225};
-    for (int i = 0; i < 8; i++)
+    static const double sane[JP_PLAN_LENGTH] = {40, 30, 4, 2, 24};
+    for (int i = 0; i < JP_PLAN_LENGTH; i++)
       if (b[7] >> i & 1) plan[i] = sane[i];
-    if (b[8] & 1) memcpy(plan + 8, sane + 8, 3 * sizeof(double));
   }
   size_t values = 0;
   if (plan[4] >= 1 && plan[4] <= 256 && plan[4] == floor(plan[4])) values = (size_t)plan[4] * (size_t)plan[4] * 3;
@@ -108,15 +80,13 @@ static int run_fuzz_input(const unsigned char *data, size_t size) {
   if (b[0] & 4 && values > 1) values -= 1;
   /* FUZZ_SHORTFALL (fuzz_target.c's self-test) allocates less than the core is told: ASan must catch its writes. */
   size_t allocated = values - FUZZ_SHORTFALL;
-  float *out = malloc(sizeof(float) * allocated);
+  unsigned char *out = malloc(allocated);
   if (!out) abort();
-  fill_nan(out, allocated);
   char error[200];
   int status = jp_preprocess(jpeg, jpeg_size, out, values, plan, FUZZ_MAX_PIXELS, error, sizeof(error));
   if (status == 0) {
     size_t written = (size_t)plan[4] * (size_t)plan[4] * 3;
     if (written > values) abort(); /* succeeded although the output cannot hold the crop */
-    if (check_output(out, written, imagenet_stats) != 0) abort();
   } else if (status != -1 || !error[0]) {
     fprintf(stderr, "failure without a message (status %d)\n", status);
     abort();

@@ -1,6 +1,6 @@
 /*
  * Runs the addon's C core (../jpeg_preprocess.c without N-API) outside Node: on each file given, `--iterations N`
- * times, with the classifier's plan (short side 256, centre crop 224, ImageNet mean/std) — for instruction counts
+ * times, with the classifier's plan (short side 256, centre crop 224) — for instruction counts
  * under `valgrind --tool=callgrind` — or, with `--fuzz-input`, on files in the fuzz target's format (plan bytes, then
  * JPEG), to replay what the fuzzer saved without libFuzzer. Prints a checksum of the output and the first error.
  * Build: cc -O3 -DJPEG_PREPROCESS_NO_NAPI native/fuzz/replay.c -o replay -lturbojpeg -lm
@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
     tjDestroy(tj);
     double plan[JP_PLAN_LENGTH];
     classifier_plan(width, height, 256, 224, plan);
-    float *out = malloc(sizeof(float) * 3 * 224 * 224);
+    unsigned char *out = malloc(3 * 224 * 224);
     char error[200];
     for (int k = 0; k < iterations; k++) {
       if (jp_preprocess(data, size, out, 3 * 224 * 224, plan, JP_DEFAULT_MAX_PIXELS, error, sizeof(error)) != 0) {
@@ -62,9 +62,9 @@ int main(int argc, char **argv) {
         break;
       }
     }
-    double sum = 0;
+    unsigned long long sum = 0;
     for (int k = 0; k < 3 * 224 * 224; k++) sum += out[k];
-    printf("%s: plan %.0fx%.0f crop %.0f at %.0f,%.0f, checksum %.6f\n", argv[i], plan[0], plan[1], plan[4], plan[2], plan[3], sum);
+    printf("%s: plan %.0fx%.0f crop %.0f at %.0f,%.0f, checksum %llu\n", argv[i], plan[0], plan[1], plan[4], plan[2], plan[3], sum);
     free(out);
     free(data);
   }

@@ -1,8 +1,9 @@
 /**
  * The seed's image classifier as a served API: `{"image": base64}` → `{"predictions": [{label, probability}]}`.
  *
- * decodeRequest (main thread, async sharp) turns the image into a [3,224,224] float32 tensor; batch concatenates
- * N of them into one [N,3,224,224] input; predict runs onnxruntime + softmax in the worker; unbatch turns each row
+ * decodeRequest (main thread; the decoding itself runs on the libuv pool) turns the image into the 224×224 crop's
+ * 8-bit RGB planes; the worker normalises them into the model's [N,3,224,224] float input a sub-batch at a time and
+ * runs onnxruntime + softmax; unbatch turns each row
  * into labelled predictions (the worker has the class names, and a few labels cross the thread instead of 1000
  * floats); encodeResponse wraps them.
  *
@@ -19,7 +20,7 @@ import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
 import { Upload } from "../server/upload.js";
-import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, preprocessBase64, preprocessImage } from "./image-preprocess.js";
+import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, decodeBase64Image, normalizeInto, preprocessLevels } from "./image-preprocess.js";
 import { nativeJpegStatus } from "./jpeg-native.js";
 import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";
 
@@ -47,7 +48,15 @@ export interface ClassifierResponse {
 
 const CLASSES = 1000;
 
-export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Float32Array, Prediction[], ClassifierResponse> {
+/** One image for the model: the crop's 8-bit RGB planes (what decodeRequest makes) or already-normalised floats. */
+export type ImageInput = Uint8Array | Float32Array;
+
+function fillImage(image: ImageInput, into: Float32Array): void {
+  if (image instanceof Float32Array) into.set(image);
+  else normalizeInto(image, into);
+}
+
+export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, ImageInput, Prediction[], ClassifierResponse> {
   readonly options: Required<ImageClassifierOptions>;
   private session?: Session;
   private classNames: string[] = [];
@@ -87,7 +96,7 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
       precision: this.options.precision,
       settings: settingsFor(device),
       check: async (session) => {
-        await this.run(session, [new Float32Array(IMAGE_VALUES)]);
+        await this.run(session, [new Uint8Array(IMAGE_VALUES)]);
       },
     });
     this.session = opened.session;
@@ -107,27 +116,28 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
   /** Raw image bodies and multipart files reach decodeRequest as bytes: no base64, no JSON. */
   override binaryTypes = ["image/jpeg", "image/png", "image/webp", "application/octet-stream"];
 
-  override async decodeRequest(request: ClassifierRequest | Upload, _ctx?: RequestContext): Promise<Float32Array> {
+  /** The image's centre crop as 8-bit RGB planes: a quarter of the float tensor's bytes to queue and send to the worker. */
+  override async decodeRequest(request: ClassifierRequest | Upload, _ctx?: RequestContext): Promise<Uint8Array> {
     if (request instanceof Upload) {
       if (request.data.length === 0) throw new BadRequestError("The uploaded image is empty", "empty_image");
-      return preprocessImage(request.data, this.options.maxPixels);
+      return preprocessLevels(request.data, this.options.maxPixels);
     }
     if (request === null || typeof request !== "object" || Array.isArray(request)) {
       throw new BadRequestError('The body must be a JSON object: {"image": "<base64>"}', "invalid_body");
     }
-    return preprocessBase64(request.image, this.options.maxPixels);
+    return preprocessLevels(decodeBase64Image(request.image), this.options.maxPixels);
   }
 
   /**
-   * The batch is the images themselves: they are copied into the model's input a sub-batch at a time, into a buffer
-   * the session keeps (see runChunked), never into a fresh batch-sized array.
+   * The batch is the images themselves: they are normalised into the model's input a sub-batch at a time, into a
+   * buffer the session keeps (see runChunked), never into a fresh batch-sized array.
    */
-  override batch(inputs: Float32Array[]): Float32Array[] {
+  override batch(inputs: ImageInput[]): ImageInput[] {
     return inputs;
   }
 
   /** Probabilities [count, 1000] (softmax of the logits). */
-  async predict(batch: Float32Array[]): Promise<Float32Array> {
+  async predict(batch: ImageInput[]): Promise<Float32Array> {
     if (!this.session) throw new Error("ImageClassifierAPI.predict called before setup");
     return softmaxRows(await this.run(this.session, batch), CLASSES);
   }
@@ -146,8 +156,8 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Flo
   }
 
   /** On the CPU in sub-batches of 8: faster per image, and a far smaller onnxruntime arena than one run of 64 (chunked-run.ts). */
-  private async run(session: Session, images: Float32Array[]): Promise<Float32Array> {
-    return runChunked(session, images, [3, CROP_SIZE, CROP_SIZE], this.chunkSize);
+  private async run(session: Session, images: ImageInput[]): Promise<Float32Array> {
+    return runChunked(session, images, [3, CROP_SIZE, CROP_SIZE], this.chunkSize, fillImage);
   }
 }
 

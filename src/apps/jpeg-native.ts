@@ -1,7 +1,7 @@
 /**
  * The optional native JPEG path (native/jpeg_preprocess.c, built by `npm run build:native` at install time when
  * libjpeg-turbo's headers are present, e.g. Debian's libturbojpeg0-dev): decode at a DCT scale, resample the centre
- * crop, normalise — one call on the libuv pool, about half of sharp's cost for a camera JPEG (README, Performance).
+ * crop to 8-bit RGB planes — one call on the libuv pool, about half of sharp's cost for a camera JPEG (README, Performance).
  * Without the built addon, or with BATCHWISE_NATIVE_JPEG=0, preprocessing uses sharp alone; `nativeJpegStatus` says
  * which and why (in the classifier's /info).
  */
@@ -10,8 +10,8 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 export interface NativeJpeg {
-  /** plan = [resizedWidth, resizedHeight, cropLeft, cropTop, cropSize, mean×3, std×3]; rejects if it cannot decode. */
-  preprocess(jpeg: Uint8Array, out: Float32Array, plan: Float64Array): Promise<void>;
+  /** plan = [resizedWidth, resizedHeight, cropLeft, cropTop, cropSize]; out gets cropSize² × 3 bytes (CHW); rejects if it cannot decode. */
+  preprocess(jpeg: Uint8Array, out: Uint8Array, plan: Float64Array): Promise<void>;
 }
 
 const addonPath = fileURLToPath(new URL("../../native/build/Release/jpeg_preprocess.node", import.meta.url));

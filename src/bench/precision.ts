@@ -5,6 +5,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Precision } from "../api.js";
 import { imageClassifier, ImageClassifierAPI } from "../apps/image-classifier.js";
+import { normalizeInto } from "../apps/image-preprocess.js";
 import { loadClassNames, softmaxRows } from "../apps/labels.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";
@@ -272,27 +273,26 @@ export function formatPrecisionTable(report: PrecisionBenchReport): string {
 
 const MIB = 1024 * 1024;
 
-/** The photos preprocessed exactly as the served classifier's decodeRequest does it, as one [N,3,224,224] batch. */
-async function preprocessPhotos(files: string[]) {
+/** The photos preprocessed exactly as the served classifier's decodeRequest does it (8-bit planes, one per photo). */
+async function preprocessPhotos(files: string[]): Promise<Uint8Array[]> {
   const api = new ImageClassifierAPI({ labels: "imagenet" });
-  const decoded = await Promise.all(files.map(async (f) => api.decodeRequest({ image: (await readFile(f)).toString("base64") })));
-  return api.batch(decoded);
+  return Promise.all(files.map(async (f) => (await api.decodeRequest({ image: (await readFile(f)).toString("base64") })) as Uint8Array));
 }
 
 /**
  * Open the model the way the classifier's setup does (openModel's capability check included, so a precision the
  * provider cannot run fails with its PrecisionUnsupportedError), classify the photos, release the session.
  */
-async function classify(model: string, precision: Precision, threads: number, images: Float32Array[]) {
+async function classify(model: string, precision: Precision, threads: number, images: Uint8Array[]) {
   const resolved = await resolveModel(model);
-  const run = (session: Session, batch: Float32Array[]) => runChunked(session, batch, [3, 224, 224], Infinity);
+  const run = (session: Session, batch: Uint8Array[]) => runChunked(session, batch, [3, 224, 224], Infinity, normalizeInto);
   const opened = await openModel({
     dir: resolved.dir,
     file: resolved.file,
     precision,
     settings: settingsFor({ accelerator: "cpu", index: 0, threads, id: "cpu" }),
     check: async (session) => {
-      await run(session, [new Float32Array(3 * 224 * 224)]);
+      await run(session, [new Uint8Array(3 * 224 * 224)]);
     },
   });
   try {

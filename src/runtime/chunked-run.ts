@@ -25,23 +25,26 @@ const scratchBySession = new WeakMap<Session, Float32Array>();
  * Feed a batch to the session's first input in chunks of `chunkSize` items and concatenate the first output along
  * the batch axis. The batch is either one array of count × item values, or one array per item (what a server's
  * batch() gets: the items are copied a chunk at a time into a buffer the session keeps, never into one batch-sized
- * array). `Infinity` runs the whole batch at once (GPUs want that).
+ * array). Items that are not yet the model's floats (e.g. 8-bit pixels) come with `fill`, which writes one item's
+ * values into its slot. `Infinity` runs the whole batch at once (GPUs want that).
  * @example
  * ```ts
  * const logits = await runChunked(session, [pixelsA, pixelsB], [3, 224, 224]);
+ * const fromBytes = await runChunked(session, [levelsA, levelsB], [3, 224, 224], 8, normalizeInto);
  * ```
  */
-export async function runChunked(
+export async function runChunked<Item extends ArrayLike<number> = Float32Array>(
   session: Session,
-  batch: Float32Array | readonly Float32Array[],
+  batch: Float32Array | readonly Item[],
   itemDims: readonly number[],
   chunkSize = DEFAULT_CHUNK_SIZE,
+  fill: (item: Item, into: Float32Array) => void = copyInto,
 ): Promise<Float32Array> {
   if (!(chunkSize >= 1) || (!Number.isInteger(chunkSize) && chunkSize !== Infinity)) {
     throw new Error(`chunkSize must be a positive integer or Infinity, got ${chunkSize}`);
   }
   const itemValues = itemDims.reduce((a, b) => a * b, 1);
-  const items = ArrayBuffer.isView(batch) ? null : batch;
+  const items = ArrayBuffer.isView(batch) ? null : (batch as readonly Item[]);
   const count = items ? items.length : batch.length / itemValues;
   if (!Number.isInteger(count)) throw new Error(`Expected a multiple of ${itemValues} values, got ${batch.length}`);
   const wrongItem = items?.findIndex((item) => item.length !== itemValues) ?? -1;
@@ -52,8 +55,8 @@ export async function runChunked(
   let perItem = 0;
   for (let start = 0; start < count; start += chunkSize) {
     const n = Math.min(chunkSize, count - start);
-    const input = new ort.Tensor("float32", chunkData(session, batch, start, n, itemValues), [n, ...itemDims]);
-    const outputs = await session.run({ [inputName]: input });
+    const data = items ? chunkData(session, items, start, n, itemValues, fill) : (batch as Float32Array).subarray(start * itemValues, (start + n) * itemValues);
+    const outputs = await session.run({ [inputName]: new ort.Tensor("float32", data, [n, ...itemDims]) });
     const output = outputs[outputName].data as Float32Array;
     if (n === count) return output;
     perItem ||= output.length / n;
@@ -63,16 +66,26 @@ export async function runChunked(
   return result ?? new Float32Array(0);
 }
 
-/** Items start … start + n as one contiguous array: a view of contiguous data, a lone item itself, else the scratch. */
-function chunkData(session: Session, batch: Float32Array | readonly Float32Array[], start: number, n: number, itemValues: number) {
-  if (ArrayBuffer.isView(batch)) return batch.subarray(start * itemValues, (start + n) * itemValues);
-  if (n === 1) return batch[start];
+function copyInto(item: ArrayLike<number>, into: Float32Array): void {
+  into.set(item);
+}
+
+/** Items start … start + n as one contiguous array: a lone float item itself, else the session's scratch, filled. */
+function chunkData<Item extends ArrayLike<number>>(
+  session: Session,
+  items: readonly Item[],
+  start: number,
+  n: number,
+  itemValues: number,
+  fill: (item: Item, into: Float32Array) => void,
+): Float32Array {
+  if (n === 1 && fill === copyInto && items[start] instanceof Float32Array) return items[start] as unknown as Float32Array;
   let scratch = scratchBySession.get(session);
   if (!scratch || scratch.length < n * itemValues) {
     scratch = new Float32Array(n * itemValues);
     scratchBySession.set(session, scratch);
   }
-  for (let i = 0; i < n; i++) scratch.set(batch[start + i], i * itemValues);
+  for (let i = 0; i < n; i++) fill(items[start + i], scratch.subarray(i * itemValues, (i + 1) * itemValues));
   return scratch.subarray(0, n * itemValues);
 }
 
