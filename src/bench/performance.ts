@@ -4,7 +4,7 @@ import { Pool } from "undici";
 import type { Precision } from "../api.js";
 import { imageClassifier } from "../apps/image-classifier.js";
 import { Upload } from "../server/upload.js";
-import { preprocessBase64, preprocessImage } from "../apps/image-preprocess.js";
+import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../apps/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, runBaseline } from "./baseline.js";
 import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
@@ -72,8 +72,15 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   log(`performance · preprocessing ${path.basename(options.image)}, one image at a time`);
   const counts = options.counts ?? {};
   const runs = counts.preprocessRuns ?? (quick ? 100 : 300);
-  const preprocessMs = await medianMs(() => preprocessImage(bytes), runs);
-  const preprocessBase64Ms = await medianMs(() => preprocessBase64(base64), runs);
+  // What the server does per image: 8-bit planes on the libuv pool, then normalised into the worker's model input.
+  const modelInput = new Float32Array(IMAGE_VALUES);
+  const [preprocessMs, preprocessBase64Ms] = await interleavedMedianMs(
+    [
+      async () => normalizeInto(await preprocessLevels(bytes), modelInput),
+      async () => normalizeInto(await preprocessLevels(decodeBase64Image(base64)), modelInput),
+    ],
+    runs,
+  );
 
   log(`performance · model alone: batch 64, 1 thread, ${resolvedPrecision}`);
   const model = await runBaseline({ precision: resolvedPrecision, threads: 1, batchSizes: [64], runs: counts.modelRuns ?? (quick ? 5 : 15), warmupRuns: 2 });
@@ -157,15 +164,18 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
 }
 
 /** Median of `runs` sequential calls after 10 untimed ones. */
-async function medianMs(work: () => Promise<unknown>, runs: number): Promise<number> {
-  for (let i = 0; i < 10; i++) await work();
-  const times: number[] = [];
+/** Median ms of each piece of work, taking turns so that drifting machine load hits each the same. */
+async function interleavedMedianMs(works: Array<() => Promise<unknown>>, runs: number): Promise<number[]> {
+  for (let i = 0; i < 10; i++) for (const work of works) await work();
+  const times = works.map(() => [] as number[]);
   for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    await work();
-    times.push(msSince(start));
+    for (const [w, work] of works.entries()) {
+      const start = process.hrtime.bigint();
+      await work();
+      times[w].push(msSince(start));
+    }
   }
-  return summarize(times).p50;
+  return times.map((t) => summarize(t).p50);
 }
 
 /** One request at a time, alternating between the servers, so drifting machine load hits each the same. */
