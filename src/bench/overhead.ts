@@ -59,8 +59,9 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
           requests,
           bodies: [body],
           serverPid: started[i].pid,
-          // Enough unmeasured requests for the JIT to settle at each level.
-          warmupRequests: Math.min(500, requests),
+          // Enough unmeasured requests for the JIT to settle at each level: a fresh server (the batching-off run starts
+          // straight at c=64) reached about half its steady rate in the first thousand.
+          warmupRequests: Math.max(5000, requests),
         });
         results.get(name)!.push(report.levels[0]);
         options.onLevel?.(name, report.levels[0]);

@@ -248,7 +248,7 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
       progress(`overhead · no-op model (${what}) vs bare fastify`);
       return await runOverhead({
         concurrency,
-        requests: quick ? 1000 : 3000,
+        requests: quick ? 2000 : 3000,
         batchwise: { maxBatchSize, batchTimeout, workersPerDevice: serving.workers },
         onLevel: (server, l) => progress(`overhead · ${what} · ${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s`),
       });
