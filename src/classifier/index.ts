@@ -7,6 +7,7 @@ export {
   type ImageClassifierOptions,
   type ClassifierRequest,
   type ClassifierResponse,
+  type ImageInput,
 } from "../apps/image-classifier.js";
-export { preprocessImage, referencePreprocess, IMAGENET_MEAN, IMAGENET_STD, CROP_SIZE } from "../apps/image-preprocess.js";
+export { preprocessImage, preprocessLevels, normalizeInto, referencePreprocess, IMAGENET_MEAN, IMAGENET_STD, CROP_SIZE } from "../apps/image-preprocess.js";
 export { catDogOther, topK, softmaxRows, loadClassNames, LABEL_MODES, type LabelMode, type Prediction } from "../apps/labels.js";
