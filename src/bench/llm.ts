@@ -312,6 +312,19 @@ export async function compareBatching(api: ChatAPI, body: Record<string, unknown
 /** Requests sent before measuring (see benchLlm). */
 const WARM_UP_REQUESTS = 24;
 
+/**
+ * Short requests (one token each) sent before measuring, so that the per-request code (HTTP, parsing, the batcher,
+ * the worker hop) is measured as a long-running server runs it: a fresh server's TTFT at c=1 kept falling for the
+ * first several hundred requests.
+ */
+const WARM_UP_SHORT_REQUESTS = 1000;
+
+/** Warm a server up: WARM_UP_SHORT_REQUESTS one-token requests, then `full` requests of `body`, 4 at a time. */
+export async function warmUpServer(baseUrl: string, body: Record<string, unknown>, full: number): Promise<void> {
+  await runStreamLoad(baseUrl, { ...body, max_tokens: 1 }, 4, WARM_UP_SHORT_REQUESTS);
+  await runStreamLoad(baseUrl, body, 4, full);
+}
+
 const CPU = (threads: number) => ({ accelerator: "cpu" as const, index: 0, threads, id: "cpu" });
 
 export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmResult> {
@@ -345,8 +358,11 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
     // Warm-up, served and in-process alike: connections, the tokenizer, and enough requests for the JIT to compile
     // the per-request paths (HTTP, batcher, worker hop; called once a request, they stay cold for dozens of requests:
     // 4 requests left c=1's TTFT p50 measuring unoptimised code).
-    await runStreamLoad(server.url, body, 4, WARM_UP_REQUESTS);
-    if (ceiling) await inProcessLevel(ceiling, body, 4, WARM_UP_REQUESTS);
+    await warmUpServer(server.url, body, WARM_UP_REQUESTS);
+    if (ceiling) {
+      await inProcessLevel(ceiling, { ...body, max_tokens: 1 }, 4, WARM_UP_SHORT_REQUESTS);
+      await inProcessLevel(ceiling, body, 4, WARM_UP_REQUESTS);
+    }
     // Served and in-process levels interleave so that machine noise hits both alike.
     for (const concurrency of levels) {
       const requests = options.requests ?? Math.max(16, 4 * concurrency);

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ModelAPI, type ApiSource, type PredictContext } from "../api.js";
 import type { ChatCompletionRequest, ChatStep } from "../specs/openai.js";
-import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, type LlmLevelResult } from "./llm.js";
+import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, warmUpServer, type LlmLevelResult } from "./llm.js";
 import { cell, formatTable } from "./table.js";
 
 export interface TokenStreamOptions {
@@ -95,8 +95,8 @@ export async function benchStreamOverhead(options: StreamBenchOptions = {}): Pro
   const levels: LlmLevelResult[] = [];
   try {
     // Warm-up: connections, and enough requests for the JIT to compile the per-request paths (HTTP, batcher, worker
-    // hop): with 8, c=1's TTFT p50 measured unoptimised code (≈ 20 ms instead of ≈ 5 on a loaded machine).
-    await runStreamLoad(server.url, body, 4, 64);
+    // hop): with few, c=1's TTFT p50 measured unoptimised code.
+    await warmUpServer(server.url, body, 64);
     for (const concurrency of options.concurrency ?? [1, 8, 32]) {
       const load = await runStreamLoad(server.url, body, concurrency, options.requests ?? Math.max(64, 4 * concurrency));
       levels.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
