@@ -8,7 +8,7 @@
 
 ARG NODE_VERSION=20
 
-# ---- build: dependencies, the native JPEG path (needs a compiler and libjpeg-turbo's headers), src/ compiled ----
+# ---- build: dependencies, the native addons (the JPEG path needs a compiler and libjpeg-turbo's headers), src/ compiled ----
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3 libturbojpeg0-dev \
@@ -20,9 +20,9 @@ ENV npm_config_nodedir=/usr/local
 # .npmrc skips onnxruntime-node's CUDA download (the CPU provider is bundled).
 COPY package.json package-lock.json .npmrc ./
 COPY scripts/link-models.mjs scripts/build-native.mjs scripts/
-COPY native/binding.gyp native/jpeg_preprocess.c native/
+COPY native/binding.gyp native/jpeg_preprocess.c native/latin1_string.c native/
 RUN npm ci --no-audit --no-fund \
- && test -f native/build/Release/jpeg_preprocess.node
+ && test -f native/build/Release/jpeg_preprocess.node && test -f native/build/Release/latin1_string.node
 # Compiled JavaScript, as npm start runs it (from source, tsx adds a module-loader thread per model worker); then the
 # compiler and the other development dependencies go.
 COPY tsconfig.json tsconfig.build.json ./
@@ -38,7 +38,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
-COPY --from=build /app/native/build/Release/jpeg_preprocess.node native/build/Release/
+COPY --from=build /app/native/build/Release/jpeg_preprocess.node /app/native/build/Release/latin1_string.node native/build/Release/
 COPY --from=build /app/dist dist
 COPY package.json ./
 COPY data/models.json data/

@@ -1,5 +1,6 @@
 import { isAscii } from "node:buffer";
 import { errors } from "./errors.js";
+import { latin1String } from "./latin1-string.js";
 
 /**
  * Deepest nesting a request body may have. Real requests nest a few levels; a body nested thousands deep (10 kB of
@@ -86,8 +87,9 @@ interface LiftedStrings {
 /**
  * Copy the body into a skeleton where each long string VALUE (not a key) that is plain printable ASCII — no escapes,
  * no control or non-ASCII bytes, so its bytes are its characters — is replaced by a placeholder, and read those values
- * straight from the bytes (one latin1 decode each). Anything else (escapes, UTF-8, keys, short strings) stays in the
- * skeleton for JSON.parse, so what the caller gets is exactly JSON.parse(body) (checked by the differential fuzz).
+ * straight from the bytes (latin1String: in place where the native addon is built, else one latin1 decode each).
+ * Anything else (escapes, UTF-8, keys, short strings) stays in the skeleton for JSON.parse, so what the caller gets
+ * is exactly JSON.parse(body) (checked by the differential fuzz).
  * Returns undefined when nothing is worth lifting (the caller parses the text as usual).
  */
 function liftLongStrings(body: Buffer, minBytes: number): LiftedStrings | undefined {
@@ -103,7 +105,7 @@ function liftLongStrings(body: Buffer, minBytes: number): LiftedStrings | undefi
     if (close < 0) break; // unterminated: JSON.parse reports it
     position = close + 1;
     if (close - open - 1 < minBytes || !isPlainValue(body, open, close)) continue;
-    const value = body.toString("latin1", open + 1, close);
+    const value = latin1String(body, open + 1, close);
     if (CONTROL.test(value)) return undefined; // not JSON: the plain path reports it
     parts.push(body.toString("utf8", copied, open), `"${PLACEHOLDER_TAG}${values.length}"`);
     values.push(value);

@@ -1,0 +1,32 @@
+/**
+ * `latin1String(bytes, start, end)`: the bytes as a string, as `bytes.toString("latin1", start, end)` gives it.
+ *
+ * Where the optional native addon is built (native/latin1_string.c, by `npm run build:native` with the JPEG path), the
+ * string is V8 "external": it reads the bytes in place instead of copying them into a fresh string, which for a string
+ * over 128 KiB (a base64 image) means a fresh mapping whose pages fault in one by one — on a virtual machine that copy
+ * cost more than the rest of the request's main-thread work. The bytes must not change while the string lives (the
+ * addon keeps them alive). BATCHWISE_NATIVE_STRINGS=0 turns it off.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+type Latin1String = (bytes: Uint8Array, start: number, end: number) => string;
+
+const addonPath = fileURLToPath(new URL("../../native/build/Release/latin1_string.node", import.meta.url));
+
+function load(): Latin1String | undefined {
+  if (process.env.BATCHWISE_NATIVE_STRINGS === "0" || !existsSync(addonPath)) return undefined;
+  try {
+    return (createRequire(import.meta.url)(addonPath) as { latin1String: Latin1String }).latin1String;
+  } catch {
+    return undefined; // built for another Node ABI, say: the copy below is the same string
+  }
+}
+
+const native = load();
+
+/** Whether strings are made over the bytes in place (the native addon) or copied. */
+export const latin1StringsInPlace = native !== undefined;
+
+export const latin1String: Latin1String = native ?? ((bytes, start, end) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1", start, end));
