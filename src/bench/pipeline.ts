@@ -1,6 +1,7 @@
 import type { ApiSource, Device, RequestContext } from "../api.js";
 import { availableCores } from "../runtime/device.js";
 import { loadApi } from "../server/api-source.js";
+import { Cancellation, requestContext } from "../server/cancellation.js";
 import { WorkerPool } from "../server/worker-pool.js";
 import { msSince, ratePerSecond, summarize } from "./stats.js";
 
@@ -79,7 +80,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
     const decodeTimes: number[] = [];
     for (let i = 0; i < (options.decodeSamples ?? 16); i++) {
       const start = process.hrtime.bigint();
-      await api.decodeRequest(requestAt(i), context());
+      await api.decodeRequest(requestAt(i), requestContext(new Cancellation()));
       decodeTimes.push(msSince(start));
     }
 
@@ -89,7 +90,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
     // per worker plus one is queued, so it cannot starve inference of CPU.
     const runBatches = async (total: number): Promise<number> => {
       if (total <= 0) return 0;
-      type Item = { input: unknown; ctx: RequestContext };
+      type Item = { input: unknown; ctx: RequestContext; cancellation: Cancellation };
       const queue: Item[] = [];
       const queueLimit = batchSize * (workers + 1);
       let nextDecode = 0;
@@ -108,7 +109,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
           const woken = wakeDecoders;
           wakeDecoders = [];
           woken.forEach((wake) => wake());
-          void pool.run(runner, items.map((i) => i.input), items.map((i) => i.ctx.signal)).then(async (outcome) => {
+          void pool.run(runner, items.map((i) => i.input), items.map((i) => i.cancellation)).then(async (outcome) => {
             for (let k = 0; k < items.length; k++) {
               if (outcome.errors[k] !== undefined) failures++;
               else await api.encodeResponse(outcome.outputs[k], items[k].ctx);
@@ -128,9 +129,10 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
           while (queue.length >= queueLimit) await new Promise<void>((wake) => wakeDecoders.push(wake));
           if (nextDecode >= total) break; // another decoder took the last index while this one waited
           const index = nextDecode++;
-          const ctx = context();
+          const cancellation = new Cancellation();
+          const ctx = requestContext(cancellation);
           try {
-            queue.push({ input: await api.decodeRequest(requestAt(index), ctx), ctx });
+            queue.push({ input: await api.decodeRequest(requestAt(index), ctx), ctx, cancellation });
           } catch {
             failures++;
             complete(1);
@@ -168,7 +170,3 @@ export const DEFAULT_PIPELINE_IMAGES = 1024;
 
 /** Decodes in flight at once: more than libuv's 4 pool threads, so the pool never idles between images. */
 const DECODES_IN_FLIGHT = 16;
-
-function context(): RequestContext {
-  return { signal: new AbortController().signal, headers: {}, state: {} };
-}

@@ -1,3 +1,4 @@
+import type { Cancellation } from "./cancellation.js";
 import { Channel } from "./channel.js";
 import { errors, HttpError } from "./errors.js";
 import { itemFailure } from "./run-batch.js";
@@ -25,10 +26,11 @@ export interface BatcherOptions {
 
 interface QueueItem {
   input: unknown;
-  signal: AbortSignal;
+  cancellation: Cancellation;
   enqueuedAt: number;
   timer: NodeJS.Timeout;
-  onAbort: () => void;
+  /** Takes the queue's abort listener off again. */
+  unwatch: () => void;
   /** Non-streaming: the single output. */
   resolve?: (output: unknown) => void;
   reject: (error: unknown) => void;
@@ -71,14 +73,14 @@ export class Batcher {
    * Queue one decoded input; resolves with its output. `redecode` makes the input again for a retry (idempotent
    * endpoints): the first one's buffers were moved to the worker that died.
    */
-  submit(input: unknown, signal: AbortSignal, redecode?: () => unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => this.enqueue({ input, signal, resolve, reject, redecode }));
+  submit(input: unknown, cancellation: Cancellation, redecode?: () => unknown): Promise<unknown> {
+    return new Promise((resolve, reject) => this.enqueue({ input, cancellation, resolve, reject, redecode }));
   }
 
   /** Queue one decoded input of a streaming endpoint; yields its outputs as the worker produces them. */
-  submitStream(input: unknown, signal: AbortSignal, redecode?: () => unknown): AsyncIterable<unknown> {
+  submitStream(input: unknown, cancellation: Cancellation, redecode?: () => unknown): AsyncIterable<unknown> {
     const channel = new Channel<unknown>();
-    this.enqueue({ input, signal, channel, reject: (error) => channel.fail(error), redecode });
+    this.enqueue({ input, cancellation, channel, reject: (error) => channel.fail(error), redecode });
     return channel;
   }
 
@@ -106,15 +108,12 @@ export class Batcher {
     for (const item of this.queue.splice(0)) this.settle(item).reject(error);
   }
 
-  private enqueue(fields: Pick<QueueItem, "input" | "signal" | "resolve" | "reject" | "channel" | "redecode">) {
+  private enqueue(fields: Pick<QueueItem, "input" | "cancellation" | "resolve" | "reject" | "channel" | "redecode">) {
     this.checkCapacity();
-    if (fields.signal.aborted) return;
+    if (fields.cancellation.aborted) return;
     const item = fields as QueueItem;
     item.enqueuedAt = performance.now();
-    item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
-    // A client that disconnects before dispatch is dropped: its input never reaches the model.
-    item.onAbort = () => this.remove(item, new HttpError("client_closed"));
-    item.signal.addEventListener("abort", item.onAbort, { once: true });
+    this.wait(item);
     this.queue.push(item);
     this.schedulePump();
   }
@@ -174,10 +173,10 @@ export class Batcher {
     for (const item of items) this.settle(item);
     this.options.onBatch?.(items.length);
     const inputs = items.map((item) => item.input);
-    const signals = items.map((item) => item.signal);
+    const cancellations = items.map((item) => item.cancellation);
     const streaming = items[0].channel !== undefined;
     try {
-      const outcome = await this.pool.run(runner, inputs, signals, streaming ? (outputs, indexes) => {
+      const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes) => {
         outputs.forEach((output, k) => {
           if (output === undefined) return;
           items[indexes[k]].emitted = true;
@@ -212,16 +211,15 @@ export class Batcher {
       item.reject(new HttpError("poison_input"));
       return;
     }
-    if (item.signal.aborted) {
+    if (item.cancellation.aborted) {
       item.reject(new HttpError("client_closed"));
       return;
     }
     this.options.onRetry?.("retried");
     const requeue = (input: unknown) => {
-      if (item.signal.aborted) return item.reject(new HttpError("client_closed"));
+      if (item.cancellation.aborted) return item.reject(new HttpError("client_closed"));
       item.input = input;
-      item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
-      item.signal.addEventListener("abort", item.onAbort, { once: true });
+      this.wait(item);
       this.queue.unshift(item);
       this.pump();
     };
@@ -232,10 +230,19 @@ export class Batcher {
       .then(requeue, () => item.reject(new HttpError("worker_crashed")));
   }
 
+  /**
+   * Put an item in the waiting state: it fails with 504 after queueTimeout, and a client that disconnects before
+   * dispatch is dropped (its input never reaches the model).
+   */
+  private wait(item: QueueItem): void {
+    item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
+    item.unwatch = item.cancellation.onAbort(() => this.remove(item, new HttpError("client_closed")));
+  }
+
   /** Take an item out of the waiting state (timer and abort listener off) and return it. */
   private settle(item: QueueItem): QueueItem {
     clearTimeout(item.timer);
-    item.signal.removeEventListener("abort", item.onAbort);
+    item.unwatch();
     return item;
   }
 

@@ -12,6 +12,7 @@ import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.
 import { plainSpec } from "../specs/plain.js";
 import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
+import type { Cancellation } from "./cancellation.js";
 import { decodeFailed, errors } from "./errors.js";
 import { checkOptions, OptionError } from "./options.js";
 import type { Spec, SpecResponse } from "./spec.js";
@@ -180,7 +181,7 @@ export class Endpoint {
   }
 
   /** decodeRequest → queue → worker (batch/predict/unbatch) → encodeResponse → the spec's response. */
-  async handle(body: unknown, ctx: RequestContext, route: string = this.config.path): Promise<SpecResponse> {
+  async handle(body: unknown, ctx: RequestContext, cancellation: Cancellation, route: string = this.config.path): Promise<SpecResponse> {
     const request = this.spec.parseRequest(body, ctx, route);
     this.batcher.checkCapacity();
     this.batcher.decoding++;
@@ -196,10 +197,10 @@ export class Endpoint {
     // worker (moved, not copied), and the request is still here (no copy kept for a rare retry).
     const redecode = this.config.idempotent ? () => this.api.decodeRequest(request, ctx) : undefined;
     if (this.config.streams) {
-      const outputs = this.batcher.submitStream(input, ctx.signal, redecode);
+      const outputs = this.batcher.submitStream(input, cancellation, redecode);
       return this.spec.respond(request, this.encodeEach(outputs, ctx), ctx);
     }
-    const output = await this.batcher.submit(input, ctx.signal, redecode);
+    const output = await this.batcher.submit(input, cancellation, redecode);
     return this.spec.respond(request, this.encodeEach([output], ctx), ctx);
   }
 

@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { RequestContext } from "../api.js";
+import { Cancellation, requestContext } from "./cancellation.js";
 import type { Endpoint } from "./endpoint.js";
 import { errors, HttpError } from "./errors.js";
 import type { ServerState } from "./hooks.js";
@@ -24,11 +24,11 @@ export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint
 
 async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState) {
   const finished = endpoint.track();
-  const controller = new AbortController();
+  const cancellation = new Cancellation();
   // The response closing before it was finished means the client went away: stop its work.
   reply.raw.once("close", () => {
     finished();
-    if (!reply.raw.writableFinished) controller.abort();
+    if (!reply.raw.writableFinished) cancellation.abort();
   });
   let body = request.body;
   if (Buffer.isBuffer(body) || body instanceof Upload) {
@@ -40,10 +40,10 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     }
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
-  const ctx: RequestContext = { signal: controller.signal, headers: request.headers, state: {} };
-  const response = await endpoint.handle(body, ctx, route);
+  const ctx = requestContext(cancellation, request.headers);
+  const response = await endpoint.handle(body, ctx, cancellation, route);
   if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
-  return stream(reply, response, controller, state);
+  return stream(reply, response, cancellation, state);
 }
 
 /**
@@ -88,7 +88,7 @@ export function registerProbeRoutes(
  * turn that produced it (a Readable piped by fastify added a buffer, a pipe and their ticks between a token and its
  * write). The socket's backpressure pauses the body: the next chunk is not pulled until the last one drained.
  */
-async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kind: "stream" }>, controller: AbortController, state: ServerState) {
+async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kind: "stream" }>, cancellation: Cancellation, state: ServerState) {
   // Await the first chunk before the headers go out, so an error before any output still gets its status code.
   const iterator = response.body[Symbol.asyncIterator]();
   let next = await iterator.next();
@@ -109,7 +109,7 @@ async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kin
   } catch {
     res.destroy(); // the body failed past its own in-band error (a spec bug): the client sees a cut stream
   } finally {
-    controller.abort(); // no-op when finished; stops generation when the client went away mid-stream
+    if (!res.writableEnded) cancellation.abort(); // the client went away mid-stream: stop its generation
     await iterator.return?.();
   }
 }

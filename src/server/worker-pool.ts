@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
 import type { ApiSource, Device, ModelAPI, SetupContext } from "../api.js";
+import type { Cancellation } from "./cancellation.js";
 import { errors, HttpError } from "./errors.js";
 import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
 import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
@@ -14,7 +15,7 @@ export interface Runner {
   readonly id: number;
   readonly device: Device;
   /** Run a batch; resolves with per-item outputs/errors, rejects (HttpError 500) if the runner died. */
-  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome>;
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome>;
   /** The API's own health() where the model lives (true when it has none). */
   health(): Promise<boolean>;
   terminate(): Promise<void>;
@@ -100,9 +101,9 @@ export class WorkerPool {
   }
 
   /** Run a batch on a runner taken with take(); the runner returns to the idle set afterwards. */
-  async run(runner: Runner, inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener) {
+  async run(runner: Runner, inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener) {
     try {
-      return await runner.run(inputs, signals, onChunk);
+      return await runner.run(inputs, cancellations, onChunk);
     } finally {
       this.busy--;
       this.inFlight.set(runner, (this.inFlight.get(runner) ?? 1) - 1);
@@ -161,8 +162,8 @@ class InlineRunner implements Runner {
     return new InlineRunner(id, device, api, stream);
   }
 
-  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome> {
-    const ctx = { signals, device: this.device };
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome> {
+    const ctx = { signals: cancellations.map((cancellation) => cancellation.signal), device: this.device };
     return this.stream ? runStream(this.api, inputs, ctx, onChunk ?? (() => {})) : runBatch(this.api, inputs, ctx);
   }
 
@@ -244,14 +245,12 @@ class ThreadRunner implements Runner {
     });
   }
 
-  run(inputs: unknown[], signals: AbortSignal[], onChunk?: ChunkListener): Promise<BatchOutcome> {
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome> {
     if (this.terminating) return Promise.reject(new HttpError("worker_crashed"));
     const id = this.nextId++;
-    const cancels = signals.map((signal, index) => {
-      const cancel = () => this.worker.postMessage({ type: "cancel", id, index } satisfies ToWorker);
-      signal.addEventListener("abort", cancel, { once: true });
-      return () => signal.removeEventListener("abort", cancel);
-    });
+    const cancels = cancellations.map((cancellation, index) =>
+      cancellation.onAbort(() => this.worker.postMessage({ type: "cancel", id, index } satisfies ToWorker)),
+    );
     return new Promise<BatchOutcome>((resolve, reject) => {
       const run: PendingRun = { resolve, reject, onChunk };
       this.pending.set(id, run);
