@@ -9,7 +9,7 @@
     {
       "target_name": "latin1_string",
       "sources": ["latin1_string.c"],
-      "cflags": ["-O2", "-std=c11"]
+      "cflags": ["-O3", "-std=c11"]
     }
   ]
 }

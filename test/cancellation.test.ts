@@ -94,8 +94,8 @@ describe("a client that goes away mid-stream stops its work over real HTTP", () 
   it("in-process: predict's signal and the signal decodeRequest read both abort", async () => {
     const seen: AbortSignal[] = [];
     class WatchedCount extends CountAPI {
-      override decodeRequest(request: { n: number }, ctx: RequestContext) {
-        seen.push(ctx.signal);
+      override decodeRequest(request: { n: number }, ctx?: RequestContext) {
+        seen.push(ctx!.signal);
         return super.decodeRequest(request);
       }
     }

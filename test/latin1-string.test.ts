@@ -1,11 +1,12 @@
 /**
  * latin1String (src/server/latin1-string.ts): strings over a Buffer's bytes in place where the native addon is built
- * (CI builds it), the same strings as Buffer#toString("latin1") either way, and alive for as long as the strings are.
+ * (CI builds it), the same strings as Buffer#toString("latin1") either way, and alive for as long as the strings are;
+ * printableAscii, which says whether a range may be such a string in JSON.
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { latin1String, latin1StringsInPlace } from "../src/server/latin1-string.js";
+import { latin1String, latin1StringsInPlace, printableAscii } from "../src/server/latin1-string.js";
 
 it.runIf(process.env.BATCHWISE_REQUIRE_NATIVE_JPEG === "1")("the native addon is built where the native path is required", () => {
   expect(latin1StringsInPlace).toBe(true);
@@ -53,5 +54,28 @@ describe("latin1String", () => {
     for (let round = 0; round < 3; round++) gc();
     asciiBytes(5_000_000, 99); // fresh allocations that would reuse freed memory
     for (const [text, expected] of kept) expect(text).toBe(expected);
+  });
+});
+
+describe("printableAscii", () => {
+  it("is true exactly when every byte of the range is 0x20–0x7f, wherever a bad byte sits in a long range", () => {
+    const bytes = asciiBytes(100_000, 3);
+    expect(printableAscii(bytes, 0, bytes.length)).toBe(true);
+    expect(printableAscii(bytes, 5, 5)).toBe(true);
+    expect(printableAscii(Buffer.from([0x20, 0x7e, 0x7f]), 0, 3)).toBe(true);
+    for (const bad of [0x00, 0x09, 0x0a, 0x1f, 0x80, 0xc3, 0xff]) {
+      for (const at of [0, 4095, 4096, 50_001, bytes.length - 1]) {
+        const copy = Buffer.from(bytes);
+        copy[at] = bad;
+        expect(printableAscii(copy, 0, copy.length), `0x${bad.toString(16)} at ${at}`).toBe(false);
+        expect(printableAscii(copy, 0, at), "a range that ends before it").toBe(true);
+        expect(printableAscii(copy, at + 1, copy.length), "a range that starts after it").toBe(true);
+      }
+    }
+  });
+
+  it.runIf(latin1StringsInPlace)("refuses a range outside the bytes with a RangeError", () => {
+    expect(() => printableAscii(asciiBytes(10, 1), 0, 11)).toThrow(RangeError);
+    expect(() => printableAscii([] as never, 0, 0)).toThrow(TypeError);
   });
 });

@@ -100,15 +100,16 @@ function otherImageFormat(bytes: Uint8Array, ascii: (s: number, e: number) => st
 export async function preprocessLevels(bytes: Buffer, maxPixels = DEFAULT_MAX_PIXELS): Promise<Uint8Array> {
   const format = sniffFormat(bytes);
   const jpeg = format === "jpeg" ? scanJpeg(bytes) : undefined;
-  const input = jpeg?.bytes ?? bytes;
-  const { width, height } = checkedSize(jpeg?.size ?? (await headerSize(input, format)), maxPixels);
+  const { width, height } = checkedSize(jpeg?.size ?? (await headerSize(bytes, format)), maxPixels);
   const plan = resizePlan(width, height);
   if (nativeJpeg && format === "jpeg") {
     const out = new Uint8Array(IMAGE_VALUES);
+    // libjpeg-turbo skips metadata segments as it reads, so the bytes go as they came (no copy without them).
     // A JPEG the native decoder refuses (truncated, CMYK, …) goes on to sharp, which decodes it or names the problem.
-    const done = await nativeJpeg.preprocess(input, out, nativePlan(plan)).then(() => true, () => false);
+    const done = await nativeJpeg.preprocess(bytes, out, nativePlan(plan)).then(() => true, () => false);
     if (done) return out;
   }
+  const input = jpeg?.withoutMetadata() ?? bytes;
   try {
     // failOn "warning" (sharp's default) because libjpeg reports a truncated file only as a warning
     return await resizeCrop(sharp(input, { ignoreIcc: true, limitInputPixels: maxPixels, failOn: "warning" }), plan);
@@ -272,11 +273,12 @@ export function hwcToChw(data: Uint8Array, channels: number): Uint8Array {
 
 /**
  * One walk over a JPEG's header segments, up to the first scan: the frame size (from the SOF segment, so no
- * separate metadata call is needed) and a copy without APPn metadata segments (EXIF, XMP, ICC, IPTC) and comments.
- * APP0 (JFIF) and APP14 (Adobe, which says how to interpret the colour channels) stay. Malformed markers leave the
- * bytes as they are and the size unknown: the decoder then reports the problem.
+ * separate metadata call is needed), and a way to get a copy without APPn metadata segments (EXIF, XMP, ICC, IPTC)
+ * and comments, for sharp, which would otherwise parse them. APP0 (JFIF) and APP14 (Adobe, which says how to
+ * interpret the colour channels) stay. Malformed markers leave the bytes as they are and the size unknown: the
+ * decoder then reports the problem.
  */
-export function scanJpeg(bytes: Buffer): { bytes: Buffer; size?: { width: number; height: number } } {
+export function scanJpeg(bytes: Buffer): { size?: { width: number; height: number }; withoutMetadata: () => Buffer } {
   const keep: Buffer[] = [bytes.subarray(0, 2)];
   let size: { width: number; height: number } | undefined;
   let dropped = false;
@@ -290,7 +292,7 @@ export function scanJpeg(bytes: Buffer): { bytes: Buffer; size?: { width: number
     }
     if (marker === 0xda) {
       keep.push(bytes.subarray(i));
-      return { bytes: dropped ? Buffer.concat(keep) : bytes, size };
+      return { size, withoutMetadata: () => (dropped ? Buffer.concat(keep) : bytes) };
     }
     const length = bytes.readUInt16BE(i + 2);
     if (length < 2) break;
@@ -305,5 +307,5 @@ export function scanJpeg(bytes: Buffer): { bytes: Buffer; size?: { width: number
     else keep.push(bytes.subarray(i, i + 2 + length));
     i += 2 + length;
   }
-  return { bytes };
+  return { withoutMetadata: () => bytes };
 }

@@ -1,6 +1,5 @@
-import { isAscii } from "node:buffer";
 import { errors } from "./errors.js";
-import { latin1String } from "./latin1-string.js";
+import { latin1String, printableAscii } from "./latin1-string.js";
 
 /**
  * Deepest nesting a request body may have. Real requests nest a few levels; a body nested thousands deep (10 kB of
@@ -106,7 +105,6 @@ function liftLongStrings(body: Buffer, minBytes: number): LiftedStrings | undefi
     position = close + 1;
     if (close - open - 1 < minBytes || !isPlainValue(body, open, close)) continue;
     const value = latin1String(body, open + 1, close);
-    if (CONTROL.test(value)) return undefined; // not JSON: the plain path reports it
     parts.push(body.toString("utf8", copied, open), `"${PLACEHOLDER_TAG}${values.length}"`);
     values.push(value);
     copied = close + 1;
@@ -139,17 +137,17 @@ function closingQuote(body: Buffer, open: number): number {
   return -1;
 }
 
-/** The string between `open` and `close` is ASCII without escapes, and is a value (no colon follows it). */
+/**
+ * The string between `open` and `close` is printable ASCII without escapes, and is a value (no colon follows it).
+ * One that is not stays in the skeleton, where JSON.parse reads it (or reports a raw control character in it).
+ */
 function isPlainValue(body: Buffer, open: number, close: number): boolean {
-  const inside = body.subarray(open + 1, close);
-  if (inside.indexOf(BACKSLASH) >= 0 || !isAscii(inside)) return false;
+  if (body.subarray(open + 1, close).indexOf(BACKSLASH) >= 0 || !printableAscii(body, open + 1, close)) return false;
   let next = close + 1;
   while (next < body.length && (body[next] === 0x20 || body[next] === 0x0a || body[next] === 0x0d || body[next] === 0x09)) next++;
   return body[next] !== 0x3a; // a key: keys stay in the skeleton
 }
 
-/** Raw control characters are not allowed in a JSON string. */
-const CONTROL = /[\x00-\x1f]/;
 /** An own property `key` of a plain parsed object (inherited `constructor`s, i.e. Object, do not count). */
 function isObject(value: unknown, key: string): boolean {
   return value !== null && typeof value === "object" && Object.hasOwn(value, key);

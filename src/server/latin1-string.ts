@@ -5,22 +5,24 @@
  * string is V8 "external": it reads the bytes in place instead of copying them into a fresh string, which for a string
  * over 128 KiB (a base64 image) means a fresh mapping whose pages fault in one by one — on a virtual machine that copy
  * cost more than the rest of the request's main-thread work. The bytes must not change while the string lives (the
- * addon keeps them alive). BATCHWISE_NATIVE_STRINGS=0 turns it off.
+ * addon keeps them alive). `printableAscii(bytes, start, end)` says whether a range may be such a string in JSON, natively
+ * too (a vectorised loop). BATCHWISE_NATIVE_STRINGS=0 turns both off.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 type Latin1String = (bytes: Uint8Array, start: number, end: number) => string;
+type PrintableAscii = (bytes: Uint8Array, start: number, end: number) => boolean;
 
 const addonPath = fileURLToPath(new URL("../../native/build/Release/latin1_string.node", import.meta.url));
 
-function load(): Latin1String | undefined {
+function load(): { latin1String: Latin1String; printableAscii: PrintableAscii } | undefined {
   if (process.env.BATCHWISE_NATIVE_STRINGS === "0" || !existsSync(addonPath)) return undefined;
   try {
-    return (createRequire(import.meta.url)(addonPath) as { latin1String: Latin1String }).latin1String;
+    return createRequire(import.meta.url)(addonPath) as { latin1String: Latin1String; printableAscii: PrintableAscii };
   } catch {
-    return undefined; // built for another Node ABI, say: the copy below is the same string
+    return undefined; // built for another Node ABI, say: the fallbacks below give the same answers
   }
 }
 
@@ -29,4 +31,13 @@ const native = load();
 /** Whether strings are made over the bytes in place (the native addon) or copied. */
 export const latin1StringsInPlace = native !== undefined;
 
-export const latin1String: Latin1String = native ?? ((bytes, start, end) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1", start, end));
+export const latin1String: Latin1String =
+  native?.latin1String ?? ((bytes, start, end) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1", start, end));
+
+/** Every byte in [start, end) is 0x20–0x7f: printable ASCII, which may stand in a JSON string as it is. */
+export const printableAscii: PrintableAscii =
+  native?.printableAscii ??
+  ((bytes, start, end) => {
+    for (let i = start; i < end; i++) if (bytes[i] < 0x20 || bytes[i] >= 0x80) return false;
+    return true;
+  });
