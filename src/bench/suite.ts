@@ -248,7 +248,7 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
       progress(`overhead · no-op model (${what}) vs bare fastify`);
       return await runOverhead({
         concurrency,
-        requests: quick ? 2000 : 3000,
+        requests: quick ? 5000 : 10_000, // at ~10,000 req/s, fewer read a fraction of a second of a noisy machine
         batchwise: { maxBatchSize, batchTimeout, workersPerDevice: serving.workers },
         onLevel: (server, l) => progress(`overhead · ${what} · ${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s`),
       });
