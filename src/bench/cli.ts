@@ -41,7 +41,7 @@ const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
   main-thread [--concurrency 64] [--requests 20000] [--max-batch-size 64] [--workers 1] [--body-bytes 1024]
             the server main thread's CPU µs per request (no-op model), split by piece from a CPU profile
   suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
-  llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N]   chat model tokens/s
+  llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--rounds 3] [--max-tokens N]   chat model tokens/s
   stream    [--concurrency 1,8,32] [--tokens N] [--requests N]   SSE streaming overhead, no model`;
 
 /** Kinds whose modules parse their own flags (and --json): the whole argv goes to them. */

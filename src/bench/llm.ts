@@ -33,6 +33,11 @@ export interface BenchLlmOptions {
   concurrency?: number[];
   /** Requests per concurrency level; default max(16, 4 × concurrency). */
   requests?: number;
+  /**
+   * Rounds per level (default 3): the level's requests are split into rounds in which served and in-process take
+   * turns, so a slow spell of a shared machine hits both sides instead of one. Each side's row pools its rounds.
+   */
+  rounds?: number;
   maxTokens?: number;
   prompt?: string;
   /** Batch size of the started server (default 8). */
@@ -173,7 +178,7 @@ export async function runStreamLoad(
   body: Record<string, unknown>,
   concurrency: number,
   requests: number,
-): Promise<{ timings: StreamTiming[]; wallSeconds: number }> {
+): Promise<StreamRun> {
   const dispatcher = new Agent({ connections: concurrency, pipelining: 1 });
   const timings: StreamTiming[] = [];
   let next = 0;
@@ -191,6 +196,17 @@ export async function runStreamLoad(
     await dispatcher.close();
   }
   return { timings, wallSeconds: (performance.now() - started) / 1000 };
+}
+
+/** The timings of one closed-loop run and its wall time. */
+export interface StreamRun {
+  timings: StreamTiming[];
+  wallSeconds: number;
+}
+
+/** Several runs of one level as one table row: their requests pooled, their wall times added. */
+function summarizeRounds(concurrency: number, runs: StreamRun[]): LlmLevelResult {
+  return summarizeStreams(concurrency, runs.flatMap((run) => run.timings), runs.reduce((sum, run) => sum + run.wallSeconds, 0));
 }
 
 /** Aggregate stream timings into one table row. */
@@ -223,7 +239,7 @@ function latency(values: number[]): LatencySummary {
  * what the model can do at that concurrency. TTFT counts from the predict call, which tokenizes the prompt (as the
  * server's worker does); decodeRequest, the main thread's validation, runs before it.
  */
-async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concurrency: number, requests: number) {
+async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concurrency: number, requests: number): Promise<StreamRun> {
   const timings: StreamTiming[] = [];
   let next = 0;
   const started = performance.now();
@@ -236,7 +252,7 @@ async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concu
       }
     }),
   );
-  return summarizeStreams(concurrency, timings, (performance.now() - started) / 1000);
+  return { timings, wallSeconds: (performance.now() - started) / 1000 };
 }
 
 /** One predict call over `bodies` (one batch), timed per item like a streaming client would see it. */
@@ -363,12 +379,20 @@ export async function benchLlm(options: BenchLlmOptions = {}): Promise<BenchLlmR
       await inProcessLevel(ceiling, { ...body, max_tokens: 1 }, 4, WARM_UP_SHORT_REQUESTS);
       await inProcessLevel(ceiling, body, 4, WARM_UP_REQUESTS);
     }
-    // Served and in-process levels interleave so that machine noise hits both alike.
+    // Served and in-process take turns, round by round, so that machine noise hits both alike.
     for (const concurrency of levels) {
       const requests = options.requests ?? Math.max(16, 4 * concurrency);
-      const load = await runStreamLoad(server.url, body, concurrency, requests);
-      served.push(summarizeStreams(concurrency, load.timings, load.wallSeconds));
-      if (ceiling) inProcess.push(await inProcessLevel(ceiling, body, concurrency, requests));
+      const rounds = Math.max(1, Math.min(options.rounds ?? 3, Math.floor(requests / concurrency)));
+      const servedRounds: StreamRun[] = [];
+      const ceilingRounds: StreamRun[] = [];
+      for (let round = 0; round < rounds; round++) {
+        // the level's requests, split as evenly as whole requests allow
+        const share = Math.floor(((round + 1) * requests) / rounds) - Math.floor((round * requests) / rounds);
+        servedRounds.push(await runStreamLoad(server.url, body, concurrency, share));
+        if (ceiling) ceilingRounds.push(await inProcessLevel(ceiling, body, concurrency, share));
+      }
+      served.push(summarizeRounds(concurrency, servedRounds));
+      if (ceiling) inProcess.push(summarizeRounds(concurrency, ceilingRounds));
     }
   } finally {
     await server.stop();
@@ -439,6 +463,7 @@ export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
       model: { type: "string" },
       concurrency: { type: "string" },
       requests: { type: "string" },
+      rounds: { type: "string" },
       "max-tokens": { type: "string" },
       "max-batch-size": { type: "string" },
       threads: { type: "string" },
@@ -451,6 +476,7 @@ export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
     model: values.model,
     concurrency: values.concurrency?.split(",").map(Number),
     requests: values.requests ? Number(values.requests) : undefined,
+    rounds: values.rounds ? Number(values.rounds) : undefined,
     maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : undefined,
     maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
     threads: values.threads ? Number(values.threads) : undefined,
