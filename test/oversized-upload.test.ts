@@ -246,8 +246,10 @@ describe("oversized uploads get their 413", () => {
     console.log(`blind uploader: ${(written / 2 ** 20).toFixed(0)} MiB handed to the kernel before the server closed`);
     expect(answer).toMatch(/^HTTP\/1\.1 413/);
     expect(answer).toContain('"code":"payload_too_large"');
-    // what the server discarded (≤ LINGER_MAX_BYTES, checked every 10 ms) plus both kernels' socket buffers
-    expect(written).toBeLessThan(LINGER_MAX_BYTES + 48 * 2 ** 20);
+    // what the server discarded (LINGER_MAX_BYTES, checked on a 10 ms timer, which a loaded machine runs late while
+    // loopback moves a few hundred MB in 50 ms: CI once read 309 MiB) plus both kernels' socket buffers — bounded,
+    // far below the 1 GiB this client tries to send
+    expect(written).toBeLessThan(LINGER_MAX_BYTES + 128 * 2 ** 20);
   }, 60_000);
 
   it("an answer other than 413 sent before the body arrived (401 to an unauthenticated 100 MB upload) is read too", async () => {
