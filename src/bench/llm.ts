@@ -15,8 +15,8 @@
  */
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
-import type { RequestContext } from "../api.js";
 import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
+import { Cancellation, requestContext } from "../server/cancellation.js";
 import type { ServerOptions } from "../server/server.js";
 import { availableCores } from "../runtime/device.js";
 import type { ChatStep } from "../apps/chat-types.js";
@@ -257,8 +257,7 @@ async function inProcessLevel(api: ChatAPI, body: Record<string, unknown>, concu
 
 /** One predict call over `bodies` (one batch), timed per item like a streaming client would see it. */
 async function generateInProcess(api: ChatAPI, bodies: Record<string, unknown>[]): Promise<StreamTiming[]> {
-  const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
-  const inputs = await Promise.all(bodies.map((body) => api.decodeRequest(parseChatRequest(body), ctx())));
+  const inputs = await Promise.all(bodies.map((body) => api.decodeRequest(parseChatRequest(body), requestContext(new Cancellation()))));
   const started = performance.now();
   const rows: StreamTiming[] = inputs.map(() => ({
     ok: false, status: 200, ttftMs: Number.NaN, totalMs: Number.NaN, chunkTimesMs: [], text: "",
