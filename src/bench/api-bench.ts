@@ -43,6 +43,8 @@ export interface ApiBenchLevel extends LoadResult {
     serverRssMiB?: number | null;
     /** Whole-machine CPU, percent of all cores (includes this load generator). */
     machineCpu: number | null;
+    /** This process (the load generator), percent of one core: what the client took from the cores it shares. */
+    clientCpu?: number;
     gpuUtilization: number | null;
     gpuMemoryMiB: number | null;
     gpuNote?: string;
@@ -83,13 +85,16 @@ export async function runApiBench(options: ApiBenchOptions): Promise<ApiBenchRep
     // Warm-up outside the sampled window, so the usage figures describe the measured requests only.
     const warmupRequests = options.warmupRequests ?? concurrency;
     if (warmupRequests > 0) await runLoad({ ...load, requests: warmupRequests });
+    const clientStart = process.cpuUsage();
     const { result, usage } = await withUsage(pids, () => runLoad({ ...load, requests: Math.max(requests, waves * concurrency) }));
+    const client = process.cpuUsage(clientStart);
     const level: ApiBenchLevel = {
       ...result,
       usage: {
         serverCpu: options.serverPid ? usage.processCpu[options.serverPid] ?? null : null,
         serverRssMiB: options.serverPid ? usage.processPeakRssMiB[options.serverPid] ?? null : null,
         machineCpu: usage.machineCpu,
+        clientCpu: ((client.user + client.system) / 1e6 / result.wallSeconds) * 100,
         gpuUtilization: usage.gpuUtilization,
         gpuMemoryMiB: usage.gpuMemoryMiB,
         ...(usage.gpuNote ? { gpuNote: usage.gpuNote } : {}),
@@ -117,16 +122,17 @@ export function formatApiTable(report: ApiBenchReport): string {
     cell(l.usage.serverCpu, 0),
     cell(l.usage.serverRssMiB, 0),
     cell(l.usage.machineCpu, 0),
+    cell(l.usage.clientCpu ?? null, 0),
     hasGpu ? cell(l.usage.gpuUtilization, 0) : "n/a",
     hasGpu ? cell(l.usage.gpuMemoryMiB, 0) : "n/a",
   ]);
   const table = formatTable(
-    ["concurrency", "requests", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU %", "server RSS MiB", "machine CPU %", "GPU %", "GPU MiB"],
+    ["concurrency", "requests", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU %", "server RSS MiB", "machine CPU %", "client CPU %", "GPU %", "GPU MiB"],
     rows,
   );
   const gpuNote = report.levels.find((l) => l.usage.gpuNote)?.usage.gpuNote;
   const notes = [
-    "server CPU: percent of one core (200 = two cores busy); server RSS: peak of its process tree; machine CPU: percent of all cores, load generator included",
+    "server CPU: percent of one core (200 = two cores busy); server RSS: peak of its process tree; machine CPU: percent of all cores, load generator included; client CPU: the load generator, percent of one core",
     ...(hasGpu ? [] : [`GPU: ${gpuNote ?? "not available"}`]),
   ];
   return `${table}\n${notes.map((n) => `  ${n}`).join("\n")}`;

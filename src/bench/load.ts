@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { Pool } from "undici";
+import { HttpConnection, HttpRequestError, requestHead } from "./http-connection.js";
 import { msSince, ratePerSecond, summarize, type Summary } from "./stats.js";
 
 /**
@@ -10,9 +10,9 @@ import { msSince, ratePerSecond, summarize, type Summary } from "./stats.js";
  * server (no coordinated-omission queue building up in the client), which is what "concurrency N" means in the
  * seed's tables.
  *
- * It uses undici's Pool (one keep-alive connection per virtual client, no pipelining), whose I/O is asynchronous,
- * so the generator never blocks its own event loop. Run it in the caller's process, never in the server's: the
- * server's CPU use would then include the client's.
+ * Each virtual client has its own keep-alive connection (./http-connection: no pipelining, and as little client
+ * CPU per request as it takes, since the client shares the machine with the server). Run it in the caller's
+ * process, never in the server's: the server's CPU use would then include the client's.
  */
 
 export interface LoadOptions {
@@ -29,7 +29,7 @@ export interface LoadOptions {
    */
   bodies: (Buffer | RequestPayload)[] | ((index: number) => Buffer | RequestPayload);
   headers?: Record<string, string>;
-  /** Per-request limit for headers and body; a request past it counts as an error ("timeout"). Default 60 s. */
+  /** How long a request may wait with nothing arriving; past it, it counts as an error ("timeout"). Default 60 s. */
   timeoutMs?: number;
   /** Requests sent (and not measured) before the timed run, e.g. to let a lazy server warm up. Default 0. */
   warmupRequests?: number;
@@ -57,39 +57,36 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const { concurrency, requests } = options;
   if (!(concurrency >= 1) || !(requests >= 1)) throw new RangeError("concurrency and requests must be >= 1");
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const pool = new Pool(options.url, {
-    connections: concurrency,
-    pipelining: 1,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    keepAliveTimeout: 30_000,
-  });
+  const origin = new URL(options.url);
+  const connections = Array.from({ length: concurrency }, () => new HttpConnection(origin, timeoutMs));
   const bodyAt = typeof options.bodies === "function" ? options.bodies : roundRobin(options.bodies);
   const headers = { "content-type": "application/json", ...options.headers };
-  // One header object per content type, built once: the hot loop only picks one.
-  const headersFor = new Map<string, Record<string, string>>();
   const method = options.method ?? "POST";
-
-  const send = async (index: number): Promise<Outcome> => {
-    const payload = bodyAt(index);
-    let body: Buffer;
-    let requestHeaders: Record<string, string> = headers;
-    if (Buffer.isBuffer(payload)) body = payload;
-    else {
-      body = payload.body;
-      requestHeaders = headersFor.get(payload.contentType) ?? { ...headers, "content-type": payload.contentType };
-      headersFor.set(payload.contentType, requestHeaders);
+  // Each body's request head, built the first time it is sent: the hot loop only looks it up.
+  const heads = new WeakMap<Buffer, Buffer>();
+  const headOf = (body: Buffer, contentType: string | undefined) => {
+    let head = heads.get(body);
+    if (!head) {
+      head = requestHead(method, origin, options.path, contentType ? { ...headers, "content-type": contentType } : headers, body.length);
+      heads.set(body, head);
     }
+    return head;
+  };
+
+  const send = async (index: number, client: number): Promise<Outcome> => {
+    const payload = bodyAt(index);
+    const body = Buffer.isBuffer(payload) ? payload : payload.body;
+    const head = headOf(body, Buffer.isBuffer(payload) ? undefined : payload.contentType);
     const start = process.hrtime.bigint();
     try {
-      const response = await pool.request({ path: options.path, method, headers: requestHeaders, body });
-      // Read the whole body: latency ends at the last byte, and an unread body would hold the connection.
-      const text = await response.body.text();
+      // The whole body is read: latency ends at the response's last byte.
+      const response = await connections[client].request(head, body);
       const ms = msSince(start);
-      if (response.statusCode >= 200 && response.statusCode < 300) return { ok: true, ms };
-      return { ok: false, kind: String(response.statusCode), detail: text.slice(0, 300) };
+      if (response.status >= 200 && response.status < 300) return { ok: true, ms };
+      return { ok: false, kind: String(response.status), detail: response.body.toString("utf8", 0, 300) };
     } catch (error) {
-      return { ok: false, kind: clientFailureKind(error), detail: String((error as Error)?.message ?? error) };
+      const kind = error instanceof HttpRequestError ? error.kind : "connection";
+      return { ok: false, kind, detail: String((error as Error)?.message ?? error) };
     }
   };
 
@@ -99,8 +96,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const errors: Record<string, number> = {};
     let firstError: string | undefined;
     const start = process.hrtime.bigint();
-    await closedLoop(requests, concurrency, async (index) => {
-      const outcome = await send(index);
+    await closedLoop(requests, concurrency, async (index, client) => {
+      const outcome = await send(index, client);
       if (outcome.ok) {
         latencies.push(outcome.ms);
       } else {
@@ -122,17 +119,17 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       latencyMs: summarize(latencies),
     };
   } finally {
-    await pool.close();
+    for (const connection of connections) connection.close();
   }
 }
 
 type Outcome = { ok: true; ms: number } | { ok: false; kind: string; detail: string };
 
-/** `concurrency` loops pulling request indices from one shared counter until `total` have been taken. */
-async function closedLoop(total: number, concurrency: number, run: (index: number) => Promise<unknown>) {
+/** `concurrency` clients (0, 1, …) pulling request indices from one shared counter until `total` have been taken. */
+async function closedLoop(total: number, concurrency: number, run: (index: number, client: number) => Promise<unknown>) {
   let next = 0;
-  const client = async () => {
-    while (next < total) await run(next++);
+  const client = async (_: unknown, id: number) => {
+    while (next < total) await run(next++, id);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, client));
 }
@@ -140,12 +137,6 @@ async function closedLoop(total: number, concurrency: number, run: (index: numbe
 function roundRobin<T>(bodies: T[]): (index: number) => T {
   if (bodies.length === 0) throw new RangeError("bodies must not be empty");
   return (index) => bodies[index % bodies.length];
-}
-
-function clientFailureKind(error: unknown): string {
-  const code = (error as { code?: string })?.code ?? "";
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return "timeout";
-  return "connection";
 }
 
 /** Image files a benchmark can send (JPEG, PNG, WebP), sorted by name so runs are repeatable. */
