@@ -1,13 +1,15 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { Pool } from "undici";
 import type { Precision } from "../api.js";
 import { imageClassifier } from "../apps/image-classifier.js";
 import { Upload } from "../server/upload.js";
 import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../apps/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
-import { DEFAULT_BASELINE_MODEL, runBaseline } from "./baseline.js";
+import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
+import { createSession, settingsFor } from "../runtime/onnx.js";
+import { DEFAULT_BASELINE_MODEL, modelFile } from "./baseline.js";
 import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
+import { HttpConnection, requestHead } from "./http-connection.js";
 import { runPipeline, type PipelineReport } from "./pipeline.js";
 import { startServerProcess, withServerProcess, type ServerProcess } from "./server-process.js";
 import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "./serving-config.js";
@@ -28,8 +30,13 @@ export interface PerformanceReport {
   preprocessMs: number;
   /** The same from base64 (what a JSON upload costs: the base64 decode added). */
   preprocessBase64Ms: number;
-  /** The model alone at batch 64 on ONE thread (random input), median run time ÷ 64. */
+  /**
+   * The model alone on ONE thread for a batch of 64 (random input) as a CPU worker runs it: in chunks of
+   * {@link DEFAULT_CHUNK_SIZE} (src/runtime/chunked-run.ts). Median time ÷ 64.
+   */
   modelMsPerImage: number;
+  /** The same batch as one onnxruntime run of 64 (what the seed's raw-throughput table measures), for comparison. */
+  modelOneRunMsPerImage: number;
   /** The in-process limit for this configuration (base64 JSON requests, as the served JSON figure). */
   pipeline: PipelineReport;
   pipelineImagesPerSecond: number;
@@ -82,9 +89,8 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
     runs,
   );
 
-  log(`performance · model alone: batch 64, 1 thread, ${resolvedPrecision}`);
-  const model = await runBaseline({ precision: resolvedPrecision, threads: 1, batchSizes: [64], runs: counts.modelRuns ?? (quick ? 5 : 15), warmupRuns: 2 });
-  const modelMsPerImage = model.results[0].medianMs / 64;
+  log(`performance · model alone: a batch of 64 on 1 thread, ${resolvedPrecision}, in chunks of ${DEFAULT_CHUNK_SIZE} (as a worker runs it) and as one run`);
+  const [modelMsPerImage, modelOneRunMsPerImage] = await modelMsPerImageAtBatch64(resolvedPrecision, counts.modelRuns ?? (quick ? 8 : 15));
 
   // The limit must be a limit: warm-up plus 1,024 images in quick mode too (fewer read low, see ./pipeline.ts).
   log(`performance · pipeline limit (base64 JSON, then raw bytes): batch ${maxBatchSize}, ${workers} worker(s) × ${threadsPerWorker} thread(s), ${precision}`);
@@ -141,6 +147,7 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
         preprocessMs,
         preprocessBase64Ms,
         modelMsPerImage,
+        modelOneRunMsPerImage,
         pipeline,
         pipelineImagesPerSecond: pipeline.imagesPerSecond,
         pipelineBinary,
@@ -163,10 +170,25 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   }
 }
 
-/** Median of `runs` sequential calls after 10 untimed ones. */
+/**
+ * ms per image for a batch of 64 random images on a one-thread session of the served model file: chunked as a CPU
+ * worker runs it, and as one run. Interleaved, after two untimed batches each.
+ */
+async function modelMsPerImageAtBatch64(precision: Precision, runs: number): Promise<number[]> {
+  const session = await createSession(await modelFile(DEFAULT_BASELINE_MODEL, precision), settingsFor({ accelerator: "cpu", index: 0, threads: 1, id: "cpu" }));
+  try {
+    const images = Array.from({ length: 64 }, () => Float32Array.from({ length: IMAGE_VALUES }, () => Math.random() * 4 - 2));
+    const batchOf = (chunkSize: number) => () => runChunked(session, images, [3, 224, 224], chunkSize);
+    const medians = await interleavedMedianMs([batchOf(DEFAULT_CHUNK_SIZE), batchOf(Infinity)], runs, 2);
+    return medians.map((ms) => ms / 64);
+  } finally {
+    await session.release();
+  }
+}
+
 /** Median ms of each piece of work, taking turns so that drifting machine load hits each the same. */
-async function interleavedMedianMs(works: Array<() => Promise<unknown>>, runs: number): Promise<number[]> {
-  for (let i = 0; i < 10; i++) for (const work of works) await work();
+async function interleavedMedianMs(works: Array<() => Promise<unknown>>, runs: number, warmupRuns = 10): Promise<number[]> {
+  for (let i = 0; i < warmupRuns; i++) for (const work of works) await work();
   const times = works.map(() => [] as number[]);
   for (let i = 0; i < runs; i++) {
     for (const [w, work] of works.entries()) {
@@ -180,21 +202,20 @@ async function interleavedMedianMs(works: Array<() => Promise<unknown>>, runs: n
 
 /** One request at a time, alternating between the servers, so drifting machine load hits each the same. */
 async function alternatingLatencies(servers: ServerProcess[], body: Buffer, requestsEach: number): Promise<number[][]> {
-  const pools = servers.map((s) => new Pool(s.url, { connections: 1 }));
+  const connections = servers.map((s) => new HttpConnection(new URL(s.url), 60_000));
+  const heads = servers.map((s) => requestHead("POST", new URL(s.url), "/predict", { "content-type": "application/json" }, body.length));
   const latencies = servers.map(() => [] as number[]);
-  const headers = { "content-type": "application/json" };
   try {
     for (let i = -5; i < requestsEach; i++) {
       for (let s = 0; s < servers.length; s++) {
         const start = process.hrtime.bigint();
-        const response = await pools[s].request({ path: "/predict", method: "POST", headers, body });
-        await response.body.text();
-        if (response.statusCode !== 200) throw new Error(`lone request got ${response.statusCode}`);
+        const response = await connections[s].request(heads[s], body);
+        if (response.status !== 200) throw new Error(`lone request got ${response.status}`);
         if (i >= 0) latencies[s].push(msSince(start)); // the first 5 rounds warm up
       }
     }
   } finally {
-    await Promise.all(pools.map((p) => p.close()));
+    for (const connection of connections) connection.close();
   }
   return latencies;
 }

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
 import {
   escapeHtml,
   latencyPercentiles,
@@ -184,7 +185,7 @@ function performanceHtml(results: SuiteResults): string[] {
   const rows: [string, string][] = [
     ["configuration", `batching ${c.maxBatchSize} / ${c.batchTimeout} s, ${c.workers} worker(s) × ${c.threadsPerWorker} thread(s), precision ${c.precision} = ${c.resolvedPrecision}`],
     ["preprocessing (one core)", `${cell(p.preprocessMs, 2)} ms from JPEG bytes, ${cell(p.preprocessBase64Ms, 2)} ms from base64`],
-    ["model alone, batch 64, one thread", `${cell(p.modelMsPerImage, 2)} ms per image`],
+    ["model alone, batch of 64, one thread", `${cell(p.modelMsPerImage, 2)} ms per image in chunks of ${DEFAULT_CHUNK_SIZE} as a worker runs it, ${cell(p.modelOneRunMsPerImage, 2)} as one run`],
     ["pipeline limit (no HTTP)", `${cell(p.pipelineImagesPerSecond)} img/s from base64 JSON, ${cell(p.pipelineBinary?.imagesPerSecond)} from JPEG bytes, over ${p.pipeline.images} images each`],
     ["served c=64, base64 JSON", `${cell(p.served.requestsPerSecond)} img/s, p50 ${cell(p.served.latencyMs.p50)} ms, ${p.served.errorCount} errors`],
     ["served c=64, binary body", p.servedBinary ? `${cell(p.servedBinary.requestsPerSecond)} img/s, p50 ${cell(p.servedBinary.latencyMs.p50)} ms, ${p.servedBinary.errorCount} errors` : "not measured"],
