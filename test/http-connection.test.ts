@@ -24,6 +24,8 @@ const answers: Record<string, Answer> = {
   "/split": (socket) => trickle(socket, ["HTTP/1.1 200 OK\r\nContent-Le", "ngth: 11\r\n", "\r\nhello", " world"]),
   "/chunked": (socket) =>
     trickle(socket, ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n", "6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n"]),
+  "/chunked-split": (socket) =>
+    trickle(socket, ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r", "\nhel", "lo\r\n", "6\r\n world", "\r\n0\r", "\n\r", "\n"]),
   "/close": (socket) => {
     void socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbusy");
   },
@@ -36,6 +38,7 @@ const answers: Record<string, Answer> = {
     socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part");
     setTimeout(() => socket.destroy(), 10);
   },
+  "/extra": (socket) => void socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"),
   "/silent": () => {},
   "/garbage": (socket) => void socket.write("SSH-2.0-OpenSSH\r\n\r\n"),
 };
@@ -98,12 +101,36 @@ describe("HttpConnection", () => {
     connection.close();
   });
 
+  it("reads a chunked body whose framing lines are split across packets, handing it over as it arrives", async () => {
+    const connection = new HttpConnection(url, 5000);
+    expect((await send(connection, "/chunked-split")).body.toString()).toBe("hello world");
+    const pieces: string[] = [];
+    const body = Buffer.from("{}");
+    const response = await connection.request(requestHead("POST", url, "/chunked-split", {}, 2), body, (data) => pieces.push(data.toString()));
+    expect(pieces.join("")).toBe("hello world");
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(response.body.length).toBe(0);
+    // a non-2xx body is collected even when streaming was asked for
+    const refused = await connection.request(requestHead("POST", url, "/close", {}, 2), body, () => expect.fail("not a 2xx body"));
+    expect(refused.body.toString()).toBe("busy");
+    connection.close();
+  });
+
   it("opens a new connection after `connection: close`", async () => {
     const connection = new HttpConnection(url, 5000);
     const before = connectionsOpened;
     const first = await send(connection, "/close");
     expect(first.status).toBe(503);
     expect(first.body.toString()).toBe("busy");
+    expect((await send(connection, "/split")).body.toString()).toBe("hello world");
+    expect(connectionsOpened - before).toBe(2);
+    connection.close();
+  });
+
+  it("drops a connection that sent bytes past the response's end (its state is unknown)", async () => {
+    const connection = new HttpConnection(url, 5000);
+    const before = connectionsOpened;
+    expect((await send(connection, "/extra")).body.toString()).toBe("ok");
     expect((await send(connection, "/split")).body.toString()).toBe("hello world");
     expect(connectionsOpened - before).toBe(2);
     connection.close();

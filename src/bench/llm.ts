@@ -14,7 +14,8 @@
  * would form if every client's request arrived together), on as many threads as the server's single worker gets.
  */
 import { parseArgs } from "node:util";
-import { Agent, request } from "undici";
+import { StringDecoder } from "node:string_decoder";
+import { HttpConnection, requestHead } from "./http-connection.js";
 import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
 import { Cancellation, requestContext } from "../server/cancellation.js";
 import type { ServerOptions } from "../server/server.js";
@@ -102,12 +103,13 @@ export interface StreamTiming {
 
 /**
  * POST one streaming chat completion and time its SSE chunks. `stream_options.include_usage` is always set so the
- * token count comes from the server's tokenizer.
+ * token count comes from the server's tokenizer. Pass a `connection` to reuse one (the load generator's closed loop
+ * keeps one per virtual client); without one, a connection is opened for this request and closed after it.
  */
 export async function streamChatCompletion(
   baseUrl: string,
   body: Record<string, unknown>,
-  dispatcher?: Agent,
+  connection?: HttpConnection,
 ): Promise<StreamTiming> {
   const started = performance.now();
   const timing: StreamTiming = {
@@ -121,79 +123,91 @@ export async function streamChatCompletion(
     completionTokens: 0,
     promptTokens: 0,
   };
+  const url = new URL(baseUrl);
+  const own = connection ?? new HttpConnection(url, 600_000);
+  const payload = Buffer.from(JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }));
+  const head = requestHead("POST", url, `${url.pathname.replace(/\/$/, "")}/v1/chat/completions`, { "content-type": "application/json" }, payload.length);
+  let buffer = "";
+  const decoder = new StringDecoder("utf8"); // a character may be split between two packets
+  let done = false;
+  const onEvent = (event: string) => {
+    if (!event.startsWith("data: ")) return;
+    const data = event.slice(6);
+    if (data === "[DONE]") {
+      done = true;
+      return;
+    }
+    const chunk = JSON.parse(data);
+    if (chunk.error) throw new Error(`in-band error: ${chunk.error.message}`);
+    const choice = chunk.choices?.[0];
+    if (choice?.delta?.content) {
+      const now = performance.now() - started;
+      if (timing.chunkTimesMs.length === 0) timing.ttftMs = now;
+      timing.chunkTimesMs.push(now);
+      timing.text += choice.delta.content;
+    }
+    if (choice?.finish_reason) timing.finishReason = choice.finish_reason;
+    if (chunk.usage) {
+      timing.completionTokens = chunk.usage.completion_tokens;
+      timing.promptTokens = chunk.usage.prompt_tokens;
+    }
+  };
+  let eventError: Error | undefined;
   try {
-    const response = await request(`${baseUrl}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
-      dispatcher,
+    const response = await own.request(head, payload, (piece) => {
+      if (eventError) return;
+      buffer += decoder.write(piece);
+      let end: number;
+      try {
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          onEvent(event);
+        }
+      } catch (error) {
+        eventError = error as Error;
+      }
     });
-    timing.status = response.statusCode;
-    if (response.statusCode !== 200) {
-      timing.error = `HTTP ${response.statusCode}: ${(await response.body.text()).slice(0, 200)}`;
+    timing.status = response.status;
+    if (response.status !== 200) {
+      timing.error = `HTTP ${response.status}: ${response.body.toString("utf8", 0, 200)}`;
       return timing;
     }
-    let buffer = "";
-    let done = false;
-    for await (const piece of response.body) {
-      buffer += piece.toString();
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (!event.startsWith("data: ")) continue;
-        const data = event.slice(6);
-        if (data === "[DONE]") {
-          done = true;
-          continue;
-        }
-        const chunk = JSON.parse(data);
-        if (chunk.error) throw new Error(`in-band error: ${chunk.error.message}`);
-        const choice = chunk.choices?.[0];
-        if (choice?.delta?.content) {
-          const now = performance.now() - started;
-          if (timing.chunkTimesMs.length === 0) timing.ttftMs = now;
-          timing.chunkTimesMs.push(now);
-          timing.text += choice.delta.content;
-        }
-        if (choice?.finish_reason) timing.finishReason = choice.finish_reason;
-        if (chunk.usage) {
-          timing.completionTokens = chunk.usage.completion_tokens;
-          timing.promptTokens = chunk.usage.prompt_tokens;
-        }
-      }
-    }
+    if (eventError) throw eventError;
     timing.totalMs = performance.now() - started;
     timing.ok = done;
     if (!done) timing.error = "stream ended without [DONE]";
   } catch (error) {
     timing.error = (error as Error).message;
+  } finally {
+    if (!connection) own.close();
   }
   return timing;
 }
 
-/** Run `requests` streams with `concurrency` clients in a closed loop. */
+/** Run `requests` streams with `concurrency` clients in a closed loop, one keep-alive connection each. */
 export async function runStreamLoad(
   baseUrl: string,
   body: Record<string, unknown>,
   concurrency: number,
   requests: number,
 ): Promise<StreamRun> {
-  const dispatcher = new Agent({ connections: concurrency, pipelining: 1 });
+  const url = new URL(baseUrl);
+  const connections = Array.from({ length: concurrency }, () => new HttpConnection(url, 600_000));
   const timings: StreamTiming[] = [];
   let next = 0;
   const started = performance.now();
   try {
     await Promise.all(
-      Array.from({ length: concurrency }, async () => {
+      connections.map(async (connection) => {
         while (next < requests) {
           next++;
-          timings.push(await streamChatCompletion(baseUrl, body, dispatcher));
+          timings.push(await streamChatCompletion(baseUrl, body, connection));
         }
       }),
     );
   } finally {
-    await dispatcher.close();
+    for (const connection of connections) connection.close();
   }
   return { timings, wallSeconds: (performance.now() - started) / 1000 };
 }

@@ -3,7 +3,7 @@
  * the OpenAI spec's SSE encoding — with a "model" that produces tokens for free ({@link TokenStreamAPI}).
  * LitServe's bar for this path is ≥ 3,500 tokens/s and TTFT < 5 ms; a served LLM can never stream faster than this.
  *
- * The server runs in a child process (see startOpenAIServerProcess), the undici client here.
+ * The server runs in a child process (see startOpenAIServerProcess), the load generator's client (./http-connection.ts) here.
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
