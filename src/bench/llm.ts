@@ -111,7 +111,7 @@ export async function streamChatCompletion(
   body: Record<string, unknown>,
   connection?: HttpConnection,
 ): Promise<StreamTiming> {
-  const started = performance.now();
+  let started = Number.NaN; // set as the request goes out: building it is the client's work, not the server's
   const timing: StreamTiming = {
     ok: false,
     status: 0,
@@ -154,6 +154,7 @@ export async function streamChatCompletion(
   };
   let eventError: Error | undefined;
   try {
+    started = performance.now();
     const response = await own.request(head, payload, (piece) => {
       if (eventError) return;
       buffer += decoder.write(piece);

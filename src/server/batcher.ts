@@ -121,13 +121,15 @@ export class Batcher {
   /**
    * With batching on, requests that arrive in the same event-loop turn join one batch: the pump runs once, after the
    * turn's I/O callbacks (setImmediate), instead of dispatching the first of them alone to an idle worker while the
-   * rest are still being parsed. It costs a lone request one loop turn, and saves a worker round trip per request
-   * under load.
+   * rest are still being parsed. That costs a lone request one loop turn, and saves a worker round trip per request
+   * under load. A worker that admits batches into its running loop (maxBatchesPerWorker > 1) takes the rest of the
+   * turn's requests at its next step: there the turn's first request goes at once, and the rest follow as one batch.
    */
   private schedulePump() {
     if (this.options.maxBatchSize <= 1) return this.pump();
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
+    if (this.pool.admitsIntoRunning) this.pump();
     setImmediate(() => {
       this.pumpScheduled = false;
       this.pump();
