@@ -1,3 +1,4 @@
+import { cpuFeatures } from "../src/runtime/cpu-features.js";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
@@ -146,8 +147,8 @@ describe("notebook helpers", () => {
 });
 
 describe("serving defaults for benchmarks", () => {
-  it("resolves precision auto to the file the classifier would open on the CPU (int8 where the folder has one)", async () => {
-    expect(await resolvePrecision("mobilenetv2-12", "auto")).toBe("int8");
+  it("resolves precision auto to what the classifier would serve on this CPU (int8 only with int8 dot products)", async () => {
+    expect(await resolvePrecision("mobilenetv2-12", "auto")).toBe(cpuFeatures().int8DotProduct ? "int8" : "fp32");
     expect(await resolvePrecision("mobilenetv2-12", "fp16")).toBe("fp16");
   });
 });

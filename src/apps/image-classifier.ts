@@ -17,11 +17,12 @@ import { fileURLToPath } from "node:url";
 import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
 import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
-import { resolveModel } from "../runtime/models.js";
-import { isPrecisionChoice, openModel } from "../runtime/precision.js";
+import { resolveModel, type ResolvedModel } from "../runtime/models.js";
+import { isPrecisionChoice, openModel, type OpenedModel } from "../runtime/precision.js";
 import { Upload } from "../server/upload.js";
 import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, decodeBase64Image, normalizeInto, preprocessLevels } from "./image-preprocess.js";
 import { nativeJpegStatus } from "./jpeg-native.js";
+import { calibrationBatch, classifierCalibration } from "./classifier-calibration.js";
 import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";
 
 export const DEFAULT_CLASSIFIER_MODEL = "mobilenetv2-12";
@@ -90,15 +91,8 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Ima
     const model = await resolveModel(this.options.model);
     this.chunkSize = device.accelerator === "cpu" ? DEFAULT_CHUNK_SIZE : Infinity;
     if (this.options.labels === "imagenet") this.classNames = loadClassNames(model.dir);
-    const opened = await openModel({
-      dir: model.dir,
-      file: model.file,
-      precision: this.options.precision,
-      settings: settingsFor(device),
-      check: async (session) => {
-        await this.run(session, [new Uint8Array(IMAGE_VALUES)]);
-      },
-    });
+    const opened = await openClassifierModel(model, this.options.precision, device, (session, images) => this.run(session, images));
+    if (opened.warning) console.warn(`[batchwise] ${opened.warning}`);
     this.session = opened.session;
     this.info = {
       ...this.info,
@@ -108,6 +102,8 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Ima
       file: path.basename(opened.file),
       convertedFrom: opened.convertedFrom && path.basename(opened.convertedFrom),
       precision: opened.precision,
+      precisionReason: opened.reason,
+      precisionWarning: opened.warning,
       provider: providerName(device.accelerator),
       threads: device.threads,
     };
@@ -159,6 +155,34 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Ima
   private async run(session: Session, images: ImageInput[]): Promise<Float32Array> {
     return runChunked(session, images, [3, CROP_SIZE, CROP_SIZE], this.chunkSize, fillImage);
   }
+}
+
+/**
+ * Open the classifier's model as its setup does: the precision `auto` picks (or the one requested), checked against
+ * fp32 on the calibration photos (accuracy-guard.ts). Benchmarks call it too, so they measure the file served.
+ */
+export async function openClassifierModel(
+  model: ResolvedModel,
+  precision: PrecisionChoice,
+  device: Device,
+  run: (session: Session, images: Uint8Array[]) => Promise<Float32Array>,
+): Promise<OpenedModel> {
+  const calibration = await classifierCalibration(model.dir);
+  return openModel({
+    dir: model.dir,
+    file: model.file,
+    precision,
+    settings: settingsFor(device),
+    check: async (session) => {
+      await run(session, [new Uint8Array(IMAGE_VALUES)]);
+    },
+    guard: {
+      probabilities: async (session) => softmaxRows(await run(session, calibration.images), CLASSES),
+      classes: CLASSES,
+      inputs: calibration.description,
+      calibration: calibration.photos ? [calibrationBatch(calibration.images)] : undefined,
+    },
+  });
 }
 
 /** Where a worker finds this API: this module's file and the class's export name. */

@@ -1,7 +1,6 @@
 import type { Precision } from "../api.js";
-import { resolveModel } from "../runtime/models.js";
 import { createSession, ort, settingsFor } from "../runtime/onnx.js";
-import { listVariants } from "../runtime/precision.js";
+import { servedModel } from "./serving-config.js";
 import { availableCores } from "../runtime/device.js";
 import { msSince, summarize } from "./stats.js";
 
@@ -48,13 +47,9 @@ export const DEFAULT_BATCH_SIZES = [1, 8, 32, 64];
 
 export const DEFAULT_BASELINE_MODEL = "mobilenetv2-12";
 
-/** The .onnx file of a model at a precision, found the way the classifier finds it (src/runtime/models.ts). */
+/** The .onnx file the served classifier runs at a precision (servedModel: the accuracy guard may pick another). */
 export async function modelFile(model: string, precision: Precision): Promise<string> {
-  const resolved = await resolveModel(model);
-  if (resolved.file) return resolved.file;
-  const file = listVariants(resolved.dir)[precision];
-  if (!file) throw new Error(`model "${model}" has no ${precision} variant in ${resolved.dir}`);
-  return file;
+  return (await servedModel(model, precision)).file;
 }
 
 export async function runBaseline(options: BaselineOptions = {}): Promise<BaselineReport> {

@@ -4,16 +4,16 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Precision } from "../api.js";
-import { imageClassifier, ImageClassifierAPI } from "../apps/image-classifier.js";
+import { imageClassifier, ImageClassifierAPI, openClassifierModel } from "../apps/image-classifier.js";
 import { normalizeInto } from "../apps/image-preprocess.js";
 import { loadClassNames, softmaxRows } from "../apps/labels.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";
 import { ort, settingsFor, type Session } from "../runtime/onnx.js";
 import { runChunked } from "../runtime/chunked-run.js";
-import { openModel, PRECISIONS, PrecisionUnsupportedError } from "../runtime/precision.js";
+import { listVariants, PRECISIONS, PrecisionUnsupportedError } from "../runtime/precision.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
-import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, modelFile, runBaseline, type BaselineResult } from "./baseline.js";
+import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline, type BaselineResult } from "./baseline.js";
 import { defaultImagesDir, listImages } from "./load.js";
 import { machineInfo, type MachineInfo } from "./machine.js";
 import type { MemoryChildConfig, MemoryChildResult } from "./precision-memory-child.js";
@@ -164,7 +164,7 @@ export async function runPrecisionBench(options: PrecisionBenchOptions = {}): Pr
       row.error = (error as Error).message;
       row.reason = error instanceof PrecisionUnsupportedError ? error.reason : firstLine(row.error);
       progress(`${precision} · does not run here: ${row.reason}`);
-      row.file = await modelFile(model, precision).catch(() => null);
+      row.file = listVariants((await resolveModel(model)).dir)[precision] ?? null;
     }
     row.fileBytes = row.file ? statSync(row.file).size : null;
   }
@@ -280,21 +280,15 @@ async function preprocessPhotos(files: string[]): Promise<Uint8Array[]> {
 }
 
 /**
- * Open the model the way the classifier's setup does (openModel's capability check included, so a precision the
- * provider cannot run fails with its PrecisionUnsupportedError), classify the photos, release the session.
+ * Open the model the way the classifier's setup does (capability check and accuracy guard included, so a precision
+ * the provider cannot run fails with its PrecisionUnsupportedError, and int8 is the file the server would serve),
+ * classify the photos, release the session.
  */
 async function classify(model: string, precision: Precision, threads: number, images: Uint8Array[]) {
   const resolved = await resolveModel(model);
   const run = (session: Session, batch: Uint8Array[]) => runChunked(session, batch, [3, 224, 224], Infinity, normalizeInto);
-  const opened = await openModel({
-    dir: resolved.dir,
-    file: resolved.file,
-    precision,
-    settings: settingsFor({ accelerator: "cpu", index: 0, threads, id: "cpu" }),
-    check: async (session) => {
-      await run(session, [new Uint8Array(3 * 224 * 224)]);
-    },
-  });
+  const device = { accelerator: "cpu" as const, index: 0, threads, id: "cpu" };
+  const opened = await openClassifierModel(resolved, precision, device, run);
   try {
     const logits = await run(opened.session, images);
     return { file: opened.file, probabilities: softmaxRows(Float32Array.from(logits), CLASSES) };

@@ -1,8 +1,10 @@
 import type { Precision, PrecisionChoice } from "../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS } from "../apps/image-classifier.js";
+import { CLASSIFIER_SERVING_DEFAULTS, openClassifierModel } from "../apps/image-classifier.js";
+import { normalizeInto } from "../apps/image-preprocess.js";
+import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
+import type { Session } from "../runtime/onnx.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";
-import { listVariants, pickAutoPrecision, PRECISIONS } from "../runtime/precision.js";
 
 /**
  * What `npm start` serves by default, read from the classifier's serving defaults (the values `serve classifier`
@@ -31,17 +33,18 @@ export function classifierServingConfig(cores = availableCores()): ClassifierSer
 }
 
 /**
- * The concrete precision a choice means for a model on the CPU: `auto` picks as the classifier's setup does (the
- * provider's preferred precision among the folder's files), so a raw-model benchmark opens the same file.
+ * The model the served classifier opens for a precision choice: `auto` picks as its setup does (the CPU's preferred
+ * precision among the folder's files, then the accuracy guard), so a raw-model benchmark opens the same file.
  */
+export async function servedModel(model: string, choice: PrecisionChoice): Promise<{ precision: Precision; file: string; reason: string }> {
+  const device = { accelerator: "cpu" as const, index: 0, threads: 1, id: "cpu" };
+  const run = (session: Session, images: Uint8Array[]) => runChunked(session, images, [3, 224, 224], DEFAULT_CHUNK_SIZE, normalizeInto);
+  const opened = await openClassifierModel(await resolveModel(model), choice, device, run);
+  await opened.session.release();
+  return { precision: opened.precision, file: opened.file, reason: opened.reason };
+}
+
+/** The concrete precision a choice means for a model on the CPU (see servedModel). */
 export async function resolvePrecision(model: string, choice: PrecisionChoice): Promise<Precision> {
-  if (choice !== "auto") return choice;
-  const resolved = await resolveModel(model);
-  if (resolved.file) {
-    // one explicit file: the precision its name carries, else fp32 (as openModel reads it)
-    return (/[-_.](fp32|fp16|bf16|int8)\.onnx$/.exec(resolved.file)?.[1] as Precision | undefined) ?? "fp32";
-  }
-  const variants = listVariants(resolved.dir);
-  // fp16/bf16 can be converted from fp32 at load, but the CPU never prefers them: only files that exist count.
-  return pickAutoPrecision("cpu", PRECISIONS.filter((p) => variants[p]));
+  return choice === "auto" ? (await servedModel(model, choice)).precision : choice;
 }

@@ -61,12 +61,16 @@ function armCoreName(implementer: string | undefined, part: string): string {
 
 let cached: CpuFeatures | undefined;
 
-/** This machine's CPU (read once). Where /proc/cpuinfo is missing (macOS, Windows) no feature is assumed. */
+/**
+ * This machine's CPU (read once). Where /proc/cpuinfo is missing (macOS, Windows) no feature is assumed.
+ * `BATCHWISE_CPUINFO` names another file to read instead: under an emulated CPU (`qemu-x86_64 -cpu Haswell`)
+ * /proc/cpuinfo still describes the host, so `npm run test:cpu-kinds` points it at the emulated CPU's description.
+ */
 export function cpuFeatures(): CpuFeatures {
   if (!cached) {
     let text = "";
     try {
-      text = readFileSync("/proc/cpuinfo", "utf8");
+      text = readFileSync(process.env.BATCHWISE_CPUINFO || "/proc/cpuinfo", "utf8");
     } catch {
       // no procfs: report the name Node knows and claim no special instructions
     }
