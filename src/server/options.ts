@@ -53,6 +53,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "requestTimeout", { kind: "number", min: 0, exclusive: true, default: "30 s", doc: "seconds a client may take to send a whole request" }),
   option("server", "keepAliveTimeout", { kind: "number", min: 0, exclusive: true, default: "5 s", doc: "seconds an idle keep-alive connection stays open" }),
   option("server", "drainPeriod", { kind: "number", min: 0, default: "5 s", doc: "on SIGTERM: seconds /readyz answers 503 while requests are still served, so a load balancer can notice; then in-flight requests finish and the process exits" }),
+  option("server", "apiServers", { kind: "integer", min: 1, default: "1", doc: "HTTP processes sharing the port (node:cluster), each with its own model workers: for machines where one main thread tops out before the models (serve() and the CLI only)" }),
   option("server", "threadsPerWorker", { kind: "integer", min: 1, auto: true, default: "cores ÷ all workers", doc: "intra-op threads of each worker's model" }),
   option("server", "corsOrigins", { kind: "list", default: "none", doc: "browsers from these origins may call the server (CORS)" }),
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),

@@ -1,3 +1,5 @@
+import cluster from "node:cluster";
+import { reportApiServerReady, superviseApiServers } from "./api-servers.js";
 import type { BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
 import { readCliOptions } from "./options.js";
@@ -6,7 +8,8 @@ import { createServer, type ServerOptions } from "./server.js";
 /**
  * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT: drain (not ready, still
  * serving) for `drainPeriod`, finish in-flight requests, exit 0. For CLIs and scripts; resolves with the server
- * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model
+ * once it is ready. With `apiServers: N` this process only supervises N API server processes (api-servers.ts), and the
+ * promise never resolves in it. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model
  * worker, createServer starts nothing and never resolves, and so neither does this.
  *
  * @example
@@ -20,8 +23,10 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
   // As `npm start` does: PORT, BATCHWISE_HOST and the other server options' variables apply where the code is silent.
   const fromEnv = options.endpoints ? readCliOptions({}, ["server"]) : readCliOptions({}, ["server", "endpoint"]);
   const merged: ServerOptions = { ...fromEnv, ...options };
+  if ((merged.apiServers ?? 1) > 1 && cluster.isPrimary) return superviseApiServers(merged.apiServers!, log);
   const server = await createServer(merged);
   const url = await server.listen();
+  reportApiServerReady();
   for (const endpoint of server.endpoints) {
     const i = endpoint.info();
     log(

@@ -1,4 +1,5 @@
 import { availableCores } from "../runtime/device.js";
+import { apiServerIndex } from "./api-servers.js";
 import { inModelWorker, offerApis } from "./api-source.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { registerHooks, type ServerState } from "./hooks.js";
@@ -21,10 +22,11 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   drainPeriod?: number;
   corsOrigins?: string[];
   threadsPerWorker?: number | "auto";
+  apiServers?: number;
   log?: boolean | ((line: string) => void);
 }
 
-const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints"];
+const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "apiServers", "corsOrigins", "log", "endpoints"];
 
 /**
  * Build a server for one or more model APIs.
@@ -48,6 +50,9 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   const serverOnly = Object.fromEntries(Object.entries(rest).filter(([k]) => SERVER_OPTIONS.includes(k)));
   const endpointOnly = Object.fromEntries(Object.entries(rest).filter(([k]) => !SERVER_OPTIONS.includes(k)));
   checkOptions(serverOnly, ["server"]);
+  if ((options.apiServers ?? 1) > 1 && apiServerIndex() === undefined) {
+    throw new OptionError("apiServers > 1 needs serve() or the CLI, which start the API server processes; createServer builds one");
+  }
   if (endpointList && Object.keys(endpointOnly).length > 0) {
     throw new OptionError(`With \`endpoints\`, put ${Object.keys(endpointOnly).join(", ")} in each endpoint's options`);
   }
@@ -59,8 +64,8 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     throw new OptionError("The API key is empty (apiKey / --api-key / BATCHWISE_API_KEY): set a key, or leave it unset to serve without one");
   }
 
-  // Split the cores between every worker of every endpoint so N workers never oversubscribe them.
-  const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
+  // Split the cores between every worker of every endpoint (of every API server) so they never oversubscribe them.
+  const totalRunners = (options.apiServers ?? 1) * endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
   const threads =
     options.threadsPerWorker === undefined || options.threadsPerWorker === "auto"
       ? Math.max(1, Math.floor(availableCores() / totalRunners))
@@ -102,6 +107,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     maxPayloadSize,
     drainPeriod: options.drainPeriod ?? 5,
     auth: apiKey ? "api-key" : "none",
+    ...(options.apiServers && options.apiServers > 1 ? { apiServers: options.apiServers, apiServer: apiServerIndex() } : {}),
     endpoints: endpoints.map((e) => e.info()),
   });
   registerProbeRoutes(app, { state, endpoints, metrics, info });
