@@ -8,6 +8,7 @@
  * dies after it was ready, stops when one fails before it was ready, and relays SIGTERM/SIGINT so each drains.
  */
 import cluster from "node:cluster";
+import { libuvPoolSize } from "../runtime/cores.js";
 
 const READY = "batchwise:api-server-ready";
 
@@ -25,7 +26,8 @@ export function reportApiServerReady(): void {
 export function superviseApiServers(count: number, log: (line: string) => void): Promise<never> {
   let stopping = false;
   const start = () => {
-    const server = cluster.fork();
+    // a new process: its libuv pool (image decoding) can still be sized, one thread per core
+    const server = cluster.fork({ UV_THREADPOOL_SIZE: String(libuvPoolSize()) });
     let ready = false;
     server.on("message", (message) => {
       if (message === READY) ready = true;

@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { libuvPoolWarning } from "../runtime/cores.js";
 import { reportApiServerReady, superviseApiServers } from "./api-servers.js";
 import type { BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
@@ -27,6 +28,8 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
   const server = await createServer(merged);
   const url = await server.listen();
   reportApiServerReady();
+  const poolWarning = libuvPoolWarning();
+  if (poolWarning) log(poolWarning);
   for (const endpoint of server.endpoints) {
     const i = endpoint.info();
     log(
