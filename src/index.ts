@@ -33,7 +33,7 @@ export { Upload } from "./server/upload.js";
 export { HttpError, errorCodes, isUserError, type ErrorCode } from "./server/errors.js";
 export { OPTIONS, OptionError, type OptionDeclaration, type OptionScope } from "./server/options.js";
 export type { Spec, SpecResponse } from "./server/spec.js";
-export { plainSpec } from "./specs/plain.js";
+export { plainSpec } from "./server/plain-spec.js";
 export { availableCores, resolveAccelerator, type AcceleratorDecision } from "./runtime/device.js";
 export { resolveModel, modelsDir, ModelNotFoundError, type ResolvedModel } from "./runtime/models.js";
 export { createSession, settingsFor, ort, type Session, type SessionSettings } from "./runtime/onnx.js";

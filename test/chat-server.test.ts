@@ -1,10 +1,10 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RequestContext } from "../src/api.js";
-import { ChatAPI, chatModel } from "../src/apps/chat.js";
+import { ChatAPI, chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
-import type { ChatStep } from "../src/apps/chat-types.js";
+import { openAISpec, parseChatRequest } from "../src/openai/spec.js";
+import type { ChatStep } from "../src/chat/types.js";
 
 // The chat model behind the OpenAI spec on a real server (model in a worker thread, dynamic batching on), through
 // the official openai client, checked against the same model generating in this process.

@@ -89,7 +89,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
     const images = (flags.image as string[] | undefined) ?? [path.join(defaultImagesDir(), "darknet_dog.jpg")];
     const precision = precisionFlag(flags.precision) ?? serving.precision;
     const workers = intFlag(flags.workers) ?? serving.workers;
-    const { imageClassifier } = await import("../apps/image-classifier.js");
+    const { imageClassifier } = await import("../classifier/image-classifier.js");
     const requests = (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown);
     const { runPipeline } = await import("./pipeline.js");
     const report = await runPipeline({

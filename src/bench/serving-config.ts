@@ -1,5 +1,5 @@
 import type { Precision, PrecisionChoice } from "../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS } from "../apps/image-classifier.js";
+import { CLASSIFIER_SERVING_DEFAULTS } from "../classifier/image-classifier.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";
 import { listVariants, pickAutoPrecision, PRECISIONS } from "../runtime/precision.js";

@@ -27,7 +27,7 @@ export async function runServe(argv: string[]) {
   };
 
   if (app === "classifier") {
-    const { imageClassifier, CLASSIFIER_SERVING_DEFAULTS: preset } = await import("../apps/image-classifier.js");
+    const { imageClassifier, CLASSIFIER_SERVING_DEFAULTS: preset } = await import("../classifier/image-classifier.js");
     const config: ServerOptions = {
       api: imageClassifier({ model, precision, labels }),
       maxBatchSize: preset.maxBatchSize,
@@ -40,8 +40,8 @@ export async function runServe(argv: string[]) {
     await serve(config);
   } else {
     const [{ chatModel, CHAT_SERVING_DEFAULTS: preset }, { openAISpec }] = await Promise.all([
-      import("../apps/chat.js"),
-      import("../specs/openai.js"),
+      import("../chat/chat-api.js"),
+      import("../openai/spec.js"),
     ]);
     const config: ServerOptions = {
       api: chatModel({ model, precision }),

@@ -9,7 +9,7 @@ import {
   type RequestContext,
 } from "../api.js";
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
-import { plainSpec } from "../specs/plain.js";
+import { plainSpec } from "./plain-spec.js";
 import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";

@@ -26,8 +26,8 @@ import {
   type RequestContext,
   type SetupContext,
 } from "../api.js";
-import { GenerationEngine, type CausalLM, type GenerationRequest } from "./chat-engine.js";
-import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./chat-model.js";
+import { GenerationEngine, type CausalLM, type GenerationRequest } from "./engine.js";
+import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./model.js";
 import {
   SERVED_MODEL_STATE,
   type ChatMessage,
@@ -35,9 +35,9 @@ import {
   type ChatRequest,
   type ChatStep,
   type OutputFormat,
-} from "./chat-types.js";
-import { ConstraintCache, TokenVocabulary } from "./constrained-sampler.js";
-import { compileSchema, UnsupportedSchemaError } from "./json-schema-constraint.js";
+} from "./types.js";
+import { ConstraintCache, TokenVocabulary } from "./json-schema/constrained-sampler.js";
+import { compileSchema, UnsupportedSchemaError } from "./json-schema/json-schema-constraint.js";
 
 export interface ChatOptions {
   /** Folder path, id under BATCHWISE_MODELS_DIR, or Hugging Face Hub id. Default {@link DEFAULT_CHAT_MODEL}. */

@@ -6,7 +6,7 @@
  * its default value (logprobs: false, presence_penalty: 0, …) changes nothing and is accepted. Fields that do not
  * change the answer (user, metadata, store, service_tier, …) are accepted and ignored.
  */
-import type { ChatMessage, ChatRequest, OutputFormat } from "../apps/chat-types.js";
+import type { ChatMessage, ChatRequest, OutputFormat } from "../chat/types.js";
 import { HttpError, type ErrorCode } from "../server/errors.js";
 
 /** A 400 that names the offending request field, as OpenAI's errors do (`param`). */
