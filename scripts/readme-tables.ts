@@ -3,7 +3,7 @@
  * `npm run readme:tables` rewrites them in place; test/readme-tables.test.ts fails when they differ.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { errorCodes } from "../src/server/errors.js";
+import { errorCodes } from "../src/api/errors.js";
 import { OPTIONS } from "../src/server/options.js";
 
 export function optionsTable(): string {

@@ -1,6 +1,6 @@
 import { Tensor, type PreTrainedModel } from "@huggingface/transformers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device, RequestContext } from "../src/api.js";
+import type { Device, RequestContext } from "../src/api/model-api.js";
 import { ChatAPI, encodeChat, type PromptInput } from "../src/chat/chat-api.js";
 import type { GenerationRequest } from "../src/chat/engine.js";
 import { loadCausalLM, loadTokenizer, resolveModel } from "../src/chat/model.js";

@@ -1,6 +1,6 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RequestContext } from "../src/api.js";
+import type { RequestContext } from "../src/api/model-api.js";
 import { ChatAPI, chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec, parseChatRequest } from "../src/openai/spec.js";

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BadRequestError, type Device } from "../src/api.js";
+import { BadRequestError, type Device } from "../src/api/model-api.js";
 import { ImageClassifierAPI, imageClassifier } from "../src/classifier/image-classifier.js";
 import { image } from "./helpers/paths.js";
 

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync } from "
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
+import type { Device } from "../src/api/model-api.js";
 import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { convertedModelFile, convertModel, floatBitsToBfloat16, floatBitsToHalf } from "../src/runtime/convert.js";
 import { createSession, ort, settingsFor } from "../src/runtime/onnx.js";

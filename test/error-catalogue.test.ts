@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { BadRequestError, errorCodes, HttpError, isUserError } from "../src/index.js";
-import { toHttpError } from "../src/server/errors.js";
+import { toHttpError } from "../src/api/errors.js";
 
 // Every error code the server answers with is declared once, in the catalogue, and listed in the README.
 

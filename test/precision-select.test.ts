@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
+import type { Device } from "../src/api/model-api.js";
 import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { settingsFor, ort, type Session } from "../src/runtime/onnx.js";
 import { listVariants, openModel, pickAutoPrecision, PrecisionUnsupportedError } from "../src/runtime/precision.js";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
+import type { Device } from "../src/api/model-api.js";
 import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { softmaxRows } from "../src/classifier/labels.js";
 import { createSession, ort, settingsFor } from "../src/runtime/onnx.js";

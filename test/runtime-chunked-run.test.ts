@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
+import type { Device } from "../src/api/model-api.js";
 import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { normalize, normalizeInto } from "../src/classifier/image-preprocess.js";
 import { contiguous, runChunked } from "../src/runtime/chunked-run.js";

@@ -1,4 +1,4 @@
-import type { Precision } from "../api.js";
+import type { Precision } from "../api/model-api.js";
 import { resolveModel } from "../runtime/models.js";
 import { createSession, ort, settingsFor } from "../runtime/onnx.js";
 import { listVariants } from "../runtime/precision.js";

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { PrecisionChoice } from "../api.js";
+import type { PrecisionChoice } from "../api/model-api.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
 import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load.js";

@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Precision } from "../api.js";
+import type { Precision } from "../api/model-api.js";
 import { imageClassifier, ImageClassifierAPI } from "../classifier/image-classifier.js";
 import { normalizeInto } from "../classifier/image-preprocess.js";
 import { loadClassNames, softmaxRows } from "../classifier/labels.js";

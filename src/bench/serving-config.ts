@@ -1,4 +1,4 @@
-import type { Precision, PrecisionChoice } from "../api.js";
+import type { Precision, PrecisionChoice } from "../api/model-api.js";
 import { CLASSIFIER_SERVING_DEFAULTS } from "../classifier/image-classifier.js";
 import { availableCores } from "../runtime/device.js";
 import { resolveModel } from "../runtime/models.js";

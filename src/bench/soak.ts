@@ -20,7 +20,7 @@ import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
 import { imageClassifier } from "../classifier/image-classifier.js";
-import type { PrecisionChoice } from "../api.js";
+import type { PrecisionChoice } from "../api/model-api.js";
 import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../classifier/image-classifier.js";
 import { availableCores } from "../runtime/device.js";
 import { defaultImagesDir, imageBodies, listImages } from "./load.js";

@@ -25,7 +25,7 @@ import {
   type PredictContext,
   type RequestContext,
   type SetupContext,
-} from "../api.js";
+} from "../api/model-api.js";
 import { GenerationEngine, type CausalLM, type GenerationRequest } from "./engine.js";
 import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./model.js";
 import {

@@ -15,7 +15,7 @@ import {
   type PreTrainedModel,
   type PreTrainedTokenizer,
 } from "@huggingface/transformers";
-import type { Accelerator, PrecisionChoice } from "../api.js";
+import type { Accelerator, PrecisionChoice } from "../api/model-api.js";
 
 /** What users with internet get by default: a small instruction-tuned model with a chat template. */
 export const DEFAULT_CHAT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";

@@ -14,12 +14,12 @@
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api/model-api.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
 import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
-import { Upload } from "../server/upload.js";
+import { Upload } from "../api/upload.js";
 import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, decodeBase64Image, normalizeInto, preprocessLevels } from "./image-preprocess.js";
 import { nativeJpegStatus } from "./jpeg-native.js";
 import { catDogOther, LABEL_MODES, loadClassNames, softmaxRows, topK, type LabelMode, type Prediction } from "./labels.js";

@@ -21,7 +21,7 @@
  * `referencePreprocess` is the straight pipeline (full decode, no shortcuts) that tests and the bench compare with.
  */
 import sharp, { type Metadata, type Sharp } from "sharp";
-import { BadRequestError } from "../api.js";
+import { BadRequestError } from "../api/model-api.js";
 import { nativeJpeg } from "./jpeg-native.js";
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;

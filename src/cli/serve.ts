@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { PrecisionChoice } from "../api.js";
+import type { PrecisionChoice } from "../api/model-api.js";
 import { availableCores } from "../runtime/device.js";
 import { cliFlags, flagHelp, readCliOptions } from "../server/options.js";
 import { serve } from "../server/serve.js";

@@ -7,7 +7,7 @@
  * change the answer (user, metadata, store, service_tier, …) are accepted and ignored.
  */
 import type { ChatMessage, ChatRequest, OutputFormat } from "../chat/types.js";
-import { HttpError, type ErrorCode } from "../server/errors.js";
+import { HttpError, type ErrorCode } from "../api/errors.js";
 
 /** A 400 that names the offending request field, as OpenAI's errors do (`param`). */
 export class InvalidRequestError extends HttpError {

@@ -17,10 +17,10 @@
  * ```
  */
 import { randomUUID } from "node:crypto";
-import type { RequestContext } from "../api.js";
+import type { RequestContext } from "../api/model-api.js";
 import { SERVED_MODEL_STATE, type ChatOutput, type ChatStep, type FinishReason, type TokenUsage } from "../chat/types.js";
-import { HttpError, toHttpError } from "../server/errors.js";
-import type { Spec, SpecResponse } from "../server/spec.js";
+import { HttpError, toHttpError } from "../api/errors.js";
+import type { Spec, SpecResponse } from "../api/spec.js";
 import { LlmMetrics } from "./metrics.js";
 import {
   InvalidRequestError,

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
-import { ModelAPI, type ApiConstructor, type ApiSource } from "../api.js";
+import { ModelAPI, type ApiConstructor, type ApiSource } from "../api/model-api.js";
 import { OptionError } from "./options.js";
 
 /**

@@ -7,15 +7,15 @@ import {
   type Device,
   type ModelAPI,
   type RequestContext,
-} from "../api.js";
+} from "../api/model-api.js";
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
 import { plainSpec } from "./plain-spec.js";
 import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";
-import { decodeFailed, errors } from "./errors.js";
+import { decodeFailed, errors } from "../api/errors.js";
 import { checkOptions, OptionError } from "./options.js";
-import type { Spec, SpecResponse } from "./spec.js";
+import type { Spec, SpecResponse } from "../api/spec.js";
 import { WorkerPool } from "./worker-pool.js";
 
 /**

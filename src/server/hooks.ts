@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { apiKeyMatcher } from "./auth.js";
-import { errors } from "./errors.js";
+import { errors } from "../api/errors.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /** Where the server is in its life; the probes and the hooks read it. */

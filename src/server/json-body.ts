@@ -1,4 +1,4 @@
-import { errors } from "./errors.js";
+import { errors } from "../api/errors.js";
 import { latin1String, printableAscii } from "./latin1-string.js";
 
 /**

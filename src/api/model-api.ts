@@ -1,5 +1,5 @@
-import { brandUserError, type ErrorCode } from "./server/errors.js";
-import type { Upload } from "./server/upload.js";
+import { brandUserError, type ErrorCode } from "./errors.js";
+import type { Upload } from "./upload.js";
 
 /**
  * The model API contract: what a model must implement to be served.
