@@ -24,9 +24,10 @@ export {
   type PredictContext,
   type PredictResult,
   type RequestContext,
+  type ServingDefaults,
   type SetupContext,
 } from "./api/model-api.js";
-export { createServer, type BatchwiseServer, type ListenOptions, type ServerOptions } from "./server/server.js";
+export { createServer, type BatchwiseServer, type ListenOptions, type OptionSources, type ServerOptions } from "./server/server.js";
 export { serve } from "./server/serve.js";
 export type { EndpointOptions, EndpointLoad } from "./server/endpoint.js";
 export { Upload } from "./api/upload.js";

@@ -338,9 +338,18 @@ function limitsOf(tokenizer: PreTrainedTokenizer): ModelLimits {
  * without waiting batchTimeout, so requests usually arrive one per batch: 8 batches let 8 clients generate together
  * (with 4, clients 5–8 queued until one finished), and at most 64 sequences share a decode step.
  */
-export const CHAT_SERVING_DEFAULTS = { maxBatchSize: 8, batchTimeout: 0.01, workers: 1, maxBatchesPerWorker: 8 };
+export const CHAT_SERVING_DEFAULTS = {
+  maxBatchSize: 8,
+  batchTimeout: 0.01,
+  workers: 1,
+  maxBatchesPerWorker: 8,
+  /** A whole context window of text is a few hundred kB; larger bodies are refused before they are parsed. */
+  maxPayloadSize: 1024 * 1024,
+};
 
-/** An ApiSource for the chat API, for createServer / the CLI (`batchwise serve chat --model ID`). */
+/** An ApiSource for the chat API, for createServer / the CLI (`batchwise serve chat --model ID`); carries {@link CHAT_SERVING_DEFAULTS}. */
 export function chatModel(options: ChatOptions = {}): ApiSource<ChatOptions> {
-  return { module: fileURLToPath(import.meta.url), export: "ChatAPI", options };
+  const d = CHAT_SERVING_DEFAULTS;
+  const servingDefaults = { maxBatchSize: d.maxBatchSize, batchTimeout: d.batchTimeout, workersPerDevice: d.workers, maxBatchesPerWorker: d.maxBatchesPerWorker, maxPayloadSize: d.maxPayloadSize };
+  return { module: fileURLToPath(import.meta.url), export: "ChatAPI", options, servingDefaults };
 }

@@ -14,8 +14,9 @@
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api/model-api.js";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type ServingDefaults, type SetupContext } from "../api/model-api.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
+import { availableCores } from "../runtime/device.js";
 import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
 import { resolveModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel } from "../runtime/precision.js";
@@ -163,7 +164,13 @@ export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, Ima
 
 /** Where a worker finds this API: this module's file and the class's export name. */
 export function imageClassifier(options: ImageClassifierOptions = {}): ApiSource<ImageClassifierOptions> {
-  return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options };
+  return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options, servingDefaults: classifierServingDefaults() };
+}
+
+/** {@link CLASSIFIER_SERVING_DEFAULTS} as createServer applies them (under the options the code, flags or environment set). */
+export function classifierServingDefaults(cores = availableCores()): ServingDefaults {
+  const d = CLASSIFIER_SERVING_DEFAULTS;
+  return { maxBatchSize: d.maxBatchSize, batchTimeout: d.batchTimeout, workersPerDevice: d.workers(cores), idempotent: d.idempotent };
 }
 
 /**
