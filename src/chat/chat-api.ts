@@ -333,10 +333,10 @@ function limitsOf(tokenizer: PreTrainedTokenizer): ModelLimits {
 /**
  * How `batchwise serve chat` serves (and `bench llm` measures) the chat model: up to 8 prompts per batch, and up to 8
  * batches in one worker at once — the engine lets a new batch's sequences join the running decode loop at its next
- * step, so a request arriving mid-generation starts at once instead of waiting for the others to finish (bench llm,
- * tiny-random-llama, c=4: TTFT p50 37.6 ms with one batch per worker). The batcher dispatches to such a worker
- * without waiting batchTimeout, so requests usually arrive one per batch: 8 batches let 8 clients generate together
- * (with 4, clients 5–8 queued until one finished), and at most 64 sequences share a decode step.
+ * step, so a request arriving mid-generation starts at once instead of waiting for the others to finish (bench llm's
+ * time to first token, docs/performance.md). The batcher dispatches to such a worker without waiting batchTimeout,
+ * so requests usually arrive one per batch: 8 batches let 8 clients generate together (with 4, clients 5–8 queued
+ * until one finished), and at most 64 sequences share a decode step.
  */
 export const CHAT_SERVING_DEFAULTS = {
   maxBatchSize: 8,

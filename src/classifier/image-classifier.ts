@@ -174,11 +174,10 @@ export function classifierServingDefaults(cores = availableCores()): ServingDefa
 }
 
 /**
- * How `npm start` serves the classifier, chosen from measurements on a 2-core CPU (README, "Performance"): dynamic
+ * How `npm start` serves the classifier, chosen from measurements on a 2-core CPU (docs/performance.md): dynamic
  * batching 64 / 10 ms, int8 on the CPU (auto picks the fastest precision the provider runs), and one single-threaded
- * model worker per core. At c=64 with the native JPEG path, 2 workers × 1 thread served 208–237 images/s (median
- * 232 over 5 runs) against 188–219 (median 211) for 1 worker × 2 spinning threads, interleaved in one session:
- * one thread per session scales with no synchronisation, and decoding fills whatever the sessions leave idle.
+ * model worker per core, which served more images per second than fewer workers with more threads each: one thread
+ * per session scales with no synchronisation, and decoding fills whatever the sessions leave idle.
  */
 export const CLASSIFIER_SERVING_DEFAULTS = {
   maxBatchSize: 64,

@@ -1,7 +1,7 @@
 /**
  * The optional native JPEG path (native/jpeg_preprocess.c, built by `npm run build:native` at install time when
  * libjpeg-turbo's headers are present, e.g. Debian's libturbojpeg0-dev): decode at a DCT scale, resample the centre
- * crop to 8-bit RGB planes — one call on the libuv pool, about half of sharp's cost for a camera JPEG (README, Performance).
+ * crop to 8-bit RGB planes — one call on the libuv pool, about half of sharp's cost for a camera JPEG (docs/performance.md).
  * Without the built addon, or with BATCHWISE_NATIVE_JPEG=0, preprocessing uses sharp alone; `nativeJpegStatus` says
  * which and why (in the classifier's /info).
  */

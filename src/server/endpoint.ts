@@ -20,7 +20,7 @@ import { WorkerPool } from "./worker-pool.js";
 
 /**
  * How one API is served: its path, wire format, batching and workers. Each option is declared, with its default and
- * validation, in options.ts (the README's option table is generated from there).
+ * validation, in options.ts (docs/reference.md's option table is generated from there).
  */
 export interface EndpointOptions {
   /** The ModelAPI class (workers import it; see api-source.ts), an ApiSource, or an instance (in-process only). */

@@ -25,7 +25,8 @@ export interface JsonBodyOptions {
  * The server's JSON body parser: JSON.parse, then one iterative walk that refuses bodies nested deeper than
  * `maxDepth` and prototype-poisoning keys (an own `__proto__`, or a `constructor` holding a `prototype`), whatever
  * escapes spelled them. fastify's default parser finds those keys by running two regular expressions over the whole
- * text, 0.3 ms per 200 kB image body on this machine; the walk visits a handful of nodes for such a body.
+ * text, which for an image body costs more than the walk (docs/performance.md); the walk visits a handful of nodes
+ * for such a body.
  *
  * A Buffer body (what the server passes) has its long plain string values — a base64 image — lifted out first, so
  * the text JSON.parse reads is a small skeleton and each long value becomes a string once, straight from the bytes.

@@ -1,7 +1,7 @@
 /**
  * Every server and endpoint option, declared once: name, kind, default, validation, CLI flag, environment variable
  * and a one-line doc. Validation and defaults (resolve-options.ts, for createServer, serve() and the CLI), the CLI's
- * flags and `--help` (`batchwise serve`, the bench commands) and the README's option table all read these
+ * flags and `--help` (`batchwise serve`, the bench commands) and the option table of docs/reference.md all read these
  * declarations; a test fails when the README table differs from them.
  */
 import type { AcceleratorChoice } from "../api/model-api.js";
@@ -180,7 +180,7 @@ export function checkOption(name: string, value: unknown): void {
 export function checkOptions(options: object, scopes: OptionScope[]): void {
   for (const [name, value] of Object.entries(options)) {
     const d = OPTIONS.find((o) => o.name === name && scopes.includes(o.scope));
-    if (!d) throw new OptionError(`Unknown option "${name}" (see the README's option table)`);
+    if (!d) throw new OptionError(`Unknown option "${name}" (see the option table in batchwise's docs/reference.md)`);
     checkOption(name, value);
   }
 }
