@@ -29,7 +29,7 @@ export interface ResolvedModel {
   searched: string[];
 }
 
-export function modelsDir(): string {
+function modelsDir(): string {
   return path.resolve(process.env.BATCHWISE_MODELS_DIR ?? path.join("data", "models"));
 }
 
@@ -82,7 +82,7 @@ export async function loadTokenizer(model: ResolvedModel, allowRemote: boolean):
 }
 
 /** transformers.js model file variant for a precision: fp32 model.onnx, fp16 model_fp16.onnx, int8 model_quantized.onnx. */
-export function transformersDtype(precision: PrecisionChoice): "fp32" | "fp16" | "q8" | undefined {
+function transformersDtype(precision: PrecisionChoice): "fp32" | "fp16" | "q8" | undefined {
   switch (precision) {
     case "auto":
       return undefined; // the model's transformers.js_config.dtype, else fp32

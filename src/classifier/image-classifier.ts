@@ -168,7 +168,7 @@ export function imageClassifier(options: ImageClassifierOptions = {}): ApiSource
 }
 
 /** {@link CLASSIFIER_SERVING_DEFAULTS} as createServer applies them (under the options the code, flags or environment set). */
-export function classifierServingDefaults(cores = availableCores()): ServingDefaults {
+function classifierServingDefaults(cores = availableCores()): ServingDefaults {
   const d = CLASSIFIER_SERVING_DEFAULTS;
   return { maxBatchSize: d.maxBatchSize, batchTimeout: d.batchTimeout, workersPerDevice: d.workers(cores), idempotent: d.idempotent };
 }

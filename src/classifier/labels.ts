@@ -14,8 +14,8 @@ export interface Prediction {
 }
 
 /** ImageNet class ids (torchvision order, 0-based) of the 118 dog breeds and the 5 domestic cats. */
-export const DOG_IDS = { first: 151, last: 268 } as const;
-export const CAT_IDS = { first: 281, last: 285 } as const;
+const DOG_IDS = { first: 151, last: 268 } as const;
+const CAT_IDS = { first: 281, last: 285 } as const;
 
 /** Cat = mass of the cat ids, Dog = mass of the dog ids, Other = everything else; sorted by probability. */
 export function catDogOther(probabilities: ArrayLike<number>): Prediction[] {

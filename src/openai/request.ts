@@ -255,6 +255,6 @@ function optionalNumber(body: Record<string, unknown>, field: string, min: numbe
   return value;
 }
 
-export function isObject(value: unknown): value is Record<string, unknown> {
+function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

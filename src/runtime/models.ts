@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
-export interface ManifestFile {
+interface ManifestFile {
   name: string;
   /** Where a user with internet access downloads it; absent for files derived locally. */
   url?: string;
@@ -125,7 +125,7 @@ function howToGet(id: string, offline: boolean): string {
 }
 
 /** Download every file with a url into `dir` (the folder appears only once all files are verified). */
-export async function downloadModel(entry: ManifestEntry, dir: string): Promise<void> {
+async function downloadModel(entry: ManifestEntry, dir: string): Promise<void> {
   const staging = `${dir}.partial-${process.pid}-${randomBytes(4).toString("hex")}`;
   mkdirSync(staging, { recursive: true });
   try {

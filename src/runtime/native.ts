@@ -16,7 +16,7 @@ export interface NativeAddon<T> {
 }
 
 /** The built file of addon `name` (e.g. "jpeg_preprocess"): native/build/Release/<name>.node at the package root. */
-export function nativeAddonPath(name: string): string {
+function nativeAddonPath(name: string): string {
   // src/runtime/ and dist/runtime/ both sit two folders below the package root.
   return fileURLToPath(new URL(`../../native/build/Release/${name}.node`, import.meta.url));
 }

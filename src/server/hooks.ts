@@ -14,7 +14,7 @@ export interface ServerState {
 }
 
 /** Routes a load balancer or an orchestrator polls: never behind the API key. */
-export const PROBE_PATHS = new Set(["/health", "/livez", "/readyz"]);
+const PROBE_PATHS = new Set(["/health", "/livez", "/readyz"]);
 
 /** Hooks every request passes: shutdown, CORS, authentication, metrics. Order matters and is explained inline. */
 export function registerHooks(

@@ -13,7 +13,7 @@ export const MAX_BODY_DEPTH = 128;
  * the plain path is as fast: V8 allocates short strings in its young generation, and only strings over 128 KiB land
  * in large-object space, where each one is a fresh mapping.
  */
-export const LONG_STRING_BYTES = 16 * 1024;
+const LONG_STRING_BYTES = 16 * 1024;
 
 export interface JsonBodyOptions {
   maxDepth?: number;

@@ -37,7 +37,7 @@ const env = (name: string) => [`BATCHWISE_${name.replace(/[A-Z]/g, (c) => `_${c}
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** A value as `--help` and the README show it: seconds with "s", byte counts in KiB/MiB, nothing as "none". */
-export function showValue(d: Pick<OptionDeclaration, "kind" | "unit">, value: unknown): string {
+function showValue(d: Pick<OptionDeclaration, "kind" | "unit">, value: unknown): string {
   if (value === undefined) return "none";
   if (d.unit === "bytes" && typeof value === "number") {
     for (const [size, unit] of [[1024 * 1024, "MiB"], [1024, "KiB"]] as const) if (value % size === 0) return `${value / size} ${unit}`;
@@ -90,8 +90,8 @@ export const ENDPOINT_DEFAULTS = {
   stream: false,
 };
 
-export const ACCELERATORS = ["auto", "cpu", "cuda", "webgpu"] as const;
-export const PRECISION_CHOICES = ["auto", "fp32", "fp16", "bf16", "int8"] as const;
+const ACCELERATORS = ["auto", "cpu", "cuda", "webgpu"] as const;
+const PRECISION_CHOICES = ["auto", "fp32", "fp16", "bf16", "int8"] as const;
 
 export const OPTIONS: readonly OptionDeclaration[] = [
   // server: one per process
@@ -145,7 +145,7 @@ export class OptionError extends Error {
 }
 
 /** Check one value against its declaration; `undefined` (not set) always passes. */
-export function checkOption(name: string, value: unknown): void {
+function checkOption(name: string, value: unknown): void {
   if (value === undefined) return;
   const d = declaration(name);
   if (d.auto && value === "auto") return;
@@ -186,7 +186,7 @@ export function checkOptions(options: object, scopes: OptionScope[]): void {
 }
 
 /** Parse a flag's or environment variable's text into the option's type, then check it. */
-export function parseOptionText(name: string, text: string): unknown {
+function parseOptionText(name: string, text: string): unknown {
   const d = declaration(name);
   let value: unknown = text;
   if (d.auto && text === "auto") return "auto";

@@ -37,7 +37,7 @@ export interface OptionSources {
 }
 
 /** The server-wide config, every default applied. */
-export interface ResolvedServerConfig {
+interface ResolvedServerConfig {
   host: string;
   port: number;
   maxPayloadSize: number;
@@ -86,7 +86,7 @@ function fromSources(sources: OptionSources, scopes: OptionScope[]): Record<stri
 }
 
 /** One endpoint's options over its API's serving defaults over the declared defaults, checked. */
-export function resolveEndpointOptions(options: EndpointOptions): ResolvedEndpointOptions {
+function resolveEndpointOptions(options: EndpointOptions): ResolvedEndpointOptions {
   const { maxPayloadSize: _serverWide, ...apiDefaults } = servingDefaultsOf(options.api);
   const merged = { ...apiDefaults, ...defined(options) } as EndpointOptions;
   checkOptions(merged, ["endpoint"]);

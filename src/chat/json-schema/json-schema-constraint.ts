@@ -180,11 +180,6 @@ export function compileSchema(schema: unknown): SchemaNode {
   return root;
 }
 
-/** The schema of `response_format: {type: "json_object"}`: any JSON object. */
-export function anyObjectSchema(): SchemaNode {
-  return compileSchema({ type: "object" });
-}
-
 function nonNegativeInt(value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : Number.NaN;
@@ -258,12 +253,6 @@ const isWs = (c: string) => c === " " || c === "\n" || c === "\t" || c === "\r";
 const isDigit = (c: string) => c >= "0" && c <= "9";
 const isHex = (c: string) => isDigit(c) || (c >= "a" && c <= "f") || (c >= "A" && c <= "F");
 const push = (f: Frame, up: JsonState | null): JsonState => ({ f, up });
-
-/** Feed every character of `text`; null as soon as one is not allowed. */
-export function feedText(state: JsonState | null, text: string): JsonState | null {
-  for (let i = 0; state !== null && i < text.length; i++) state = feed(state, text[i]);
-  return state;
-}
 
 /** The state after one more character, or null when it cannot continue a matching value. */
 export function feed(state: JsonState, c: string): JsonState | null {
@@ -529,7 +518,7 @@ function finishObject(f: ObjectFrame): string {
 const minimalCache = new WeakMap<SchemaNode, string>();
 
 /** The shortest JSON text of a value matching the node. */
-export function minimal(node: SchemaNode): string {
+function minimal(node: SchemaNode): string {
   const cached = minimalCache.get(node);
   if (cached !== undefined) return cached;
   let text: string;
