@@ -15,7 +15,9 @@ let local: ChatAPI;
 let baseUrl: string;
 
 beforeAll(async () => {
-  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), maxBatchSize: 8, batchTimeout: 0.01, port: 0, log: false });
+  // One batch per worker (chatModel()'s serving defaults admit 8): concurrent streams then queue and form one batch.
+  const options = { maxBatchSize: 8, batchTimeout: 0.01, maxBatchesPerWorker: 1 };
+  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), ...options, port: 0, log: false });
   baseUrl = await server.listen();
   client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
   local = new ChatAPI({ model: MODEL });
