@@ -8,14 +8,14 @@
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { softmaxRows } from "../src/apps/labels.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { softmaxRows } from "../src/classifier/labels.js";
 import { modelsDir } from "../src/runtime/models.js";
 import { createSession, ort } from "../src/runtime/onnx.js";
 import { quantizeModel } from "../src/runtime/quantize.js";
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
-import { normalize } from "../src/apps/image-preprocess.js";
+import { normalize } from "../src/classifier/image-preprocess.js";
 
 const args = process.argv.slice(2);
 const imagesFlag = args.indexOf("--images");

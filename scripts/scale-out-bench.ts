@@ -1,6 +1,6 @@
 /**
- * Throughput and tail latency of 1, 2 and 3 classifier replicas behind HAProxy on this machine (README, "Scaling
- * out"), plus one replica reached directly (what HAProxy's hop costs). Three replicas start once; each round puts
+ * Throughput and tail latency of 1, 2 and 3 classifier replicas behind HAProxy on this machine (docs/scaling-out.md),
+ * plus one replica reached directly (what HAProxy's hop costs). Three replicas start once; each round puts
  * an HAProxy in front of the first N and runs a closed-loop load of real photos. Rounds interleave the
  * configurations (1, 2, 3, direct, 1, 2, 3, direct, …) so a busy neighbour on a shared machine hits them alike.
  *

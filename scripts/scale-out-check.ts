@@ -1,5 +1,5 @@
 /**
- * The multi-replica check (README, "Scaling out"; run by .ci/run): three classifier replicas on 127.0.0.1 behind a
+ * The multi-replica check (docs/scaling-out.md; run by .ci/run): three classifier replicas on 127.0.0.1 behind a
  * real HAProxy that health-checks GET /readyz, under continuous load (32 clients, the sample photos as raw image
  * bodies, or base64 JSON where the server takes no raw images). While the load runs it
  *   (a) restarts every replica in turn with SIGTERM (drain, exit, start again, wait until HAProxy has it back);

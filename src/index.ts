@@ -24,16 +24,17 @@ export {
   type PredictContext,
   type PredictResult,
   type RequestContext,
+  type ServingDefaults,
   type SetupContext,
-} from "./api.js";
-export { createServer, type BatchwiseServer, type ListenOptions, type ServerOptions } from "./server/server.js";
+} from "./api/model-api.js";
+export { createServer, type BatchwiseServer, type ListenOptions, type OptionSources, type ServerOptions } from "./server/server.js";
 export { serve } from "./server/serve.js";
 export type { EndpointOptions, EndpointLoad } from "./server/endpoint.js";
-export { Upload } from "./server/upload.js";
-export { HttpError, errorCodes, isUserError, type ErrorCode } from "./server/errors.js";
+export { Upload } from "./api/upload.js";
+export { HttpError, errorCodes, isUserError, type ErrorCode } from "./api/errors.js";
 export { OPTIONS, OptionError, type OptionDeclaration, type OptionScope } from "./server/options.js";
-export type { Spec, SpecResponse } from "./server/spec.js";
-export { plainSpec } from "./specs/plain.js";
+export type { Spec, SpecResponse } from "./api/spec.js";
+export { plainSpec } from "./server/plain-spec.js";
 export { availableCores, resolveAccelerator, type AcceleratorDecision } from "./runtime/device.js";
 export { resolveModel, modelsDir, ModelNotFoundError, type ResolvedModel } from "./runtime/models.js";
 export { createSession, settingsFor, ort, type Session, type SessionSettings } from "./runtime/onnx.js";

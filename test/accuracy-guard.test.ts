@@ -2,9 +2,9 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { normalize } from "../src/apps/image-preprocess.js";
+import type { Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { normalize } from "../src/classifier/image-preprocess.js";
 import { compareProbabilities, MAX_PROBABILITY_DIFFERENCE } from "../src/runtime/accuracy-guard.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
 import { cpuFeatures } from "../src/runtime/cpu-features.js";

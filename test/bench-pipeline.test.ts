@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
 import { runBaseline } from "../src/bench/baseline.js";
 import { imageBodies, listImages } from "../src/bench/load.js";
 import { runPipeline } from "../src/bench/pipeline.js";

@@ -1,11 +1,11 @@
 import { Tensor, type PreTrainedModel } from "@huggingface/transformers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device, RequestContext } from "../src/api.js";
-import { ChatAPI, encodeChat, type PromptInput } from "../src/apps/chat.js";
-import type { GenerationRequest } from "../src/apps/chat-engine.js";
-import { loadCausalLM, loadTokenizer, resolveModel } from "../src/apps/chat-model.js";
-import type { ChatStep } from "../src/apps/chat-types.js";
-import { parseChatRequest } from "../src/specs/openai.js";
+import type { Device, RequestContext } from "../src/api/model-api.js";
+import { ChatAPI, encodeChat, type PromptInput } from "../src/chat/chat-api.js";
+import type { GenerationRequest } from "../src/chat/engine.js";
+import { loadCausalLM, loadTokenizer, resolveModel } from "../src/chat/model.js";
+import type { ChatStep } from "../src/chat/types.js";
+import { parseChatRequest } from "../src/openai/spec.js";
 
 // The chat API in-process on the real local models: the decode loop against transformers.js's own generate(),
 // batched against one-at-a-time, seeded sampling, stop strings, aborts and context limits.

@@ -1,10 +1,10 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RequestContext } from "../src/api.js";
-import { ChatAPI, chatModel } from "../src/apps/chat.js";
+import type { RequestContext } from "../src/api/model-api.js";
+import { ChatAPI, chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
-import type { ChatStep } from "../src/apps/chat-types.js";
+import { openAISpec, parseChatRequest } from "../src/openai/spec.js";
+import type { ChatStep } from "../src/chat/types.js";
 
 // The chat model behind the OpenAI spec on a real server (model in a worker thread, dynamic batching on), through
 // the official openai client, checked against the same model generating in this process.
@@ -15,7 +15,9 @@ let local: ChatAPI;
 let baseUrl: string;
 
 beforeAll(async () => {
-  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), maxBatchSize: 8, batchTimeout: 0.01, port: 0, log: false });
+  // One batch per worker (chatModel()'s serving defaults admit 8): concurrent streams then queue and form one batch.
+  const options = { maxBatchSize: 8, batchTimeout: 0.01, maxBatchesPerWorker: 1 };
+  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), ...options, port: 0, log: false });
   baseUrl = await server.listen();
   client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
   local = new ChatAPI({ model: MODEL });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
 import { expectCleanError, rawPost, rawRequest } from "./fixtures/raw-http.js";
 
 // Hostile and malformed input against the real chat model (tiny-random-llama in a worker thread) behind the OpenAI

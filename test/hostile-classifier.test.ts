@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { expectCleanError, rawPost, rawRequest } from "./fixtures/raw-http.js";
 import { image } from "./helpers/paths.js";

@@ -1,9 +1,9 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { Channel } from "../src/server/channel.js";
-import { openAISpec, parseCompletionRequest, type ChatStep } from "../src/specs/openai.js";
+import { openAISpec, parseCompletionRequest, type ChatStep } from "../src/openai/spec.js";
 
 // /v1/completions, tools, refused fields and the LLM metrics, with the official `openai` client and the real test
 // model behind a real server.

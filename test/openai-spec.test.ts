@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { Channel } from "../src/server/channel.js";
-import { openAISpec, parseChatRequest, type ChatStep } from "../src/specs/openai.js";
+import { openAISpec, parseChatRequest, type ChatStep } from "../src/openai/spec.js";
 import { abortRecordingTokenApi } from "./fixtures/token-api.js";
 
 // The OpenAI wire format over real HTTP, with a token generator standing in for the model (the chat model's own

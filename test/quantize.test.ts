@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { softmaxRows } from "../src/apps/labels.js";
+import type { Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { softmaxRows } from "../src/classifier/labels.js";
 import { createSession, ort, settingsFor } from "../src/runtime/onnx.js";
 import { DataType, decodeModel } from "../src/runtime/onnx-schema.js";
 import { activationParams, quantizeModel, QuantizationError } from "../src/runtime/quantize.js";
@@ -11,7 +11,7 @@ import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { image, modelsDir } from "./helpers/paths.js";
 import { cpuFeatures } from "../src/runtime/cpu-features.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
-import { normalize } from "../src/apps/image-preprocess.js";
+import { normalize } from "../src/classifier/image-preprocess.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
 const fp32File = path.join(modelsDir, "mobilenetv2-12", "mobilenetv2-12-fp32.onnx");

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { normalize, normalizeInto } from "../src/apps/image-preprocess.js";
+import type { Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { normalize, normalizeInto } from "../src/classifier/image-preprocess.js";
 import { contiguous, runChunked } from "../src/runtime/chunked-run.js";
 import { createSession, settingsFor, type Session } from "../src/runtime/onnx.js";
 import { preferredPrecisions } from "../src/runtime/precision.js";

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ModelNotFoundError, resolveModel } from "../src/runtime/models.js";
 import { apiKeyMatcher } from "../src/server/auth.js";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
 import { faultyApi } from "./fixtures/faulty-api.js";
 import { expectCleanError, rawRequest } from "./fixtures/raw-http.js";
 import { modelsDir } from "./helpers/paths.js";

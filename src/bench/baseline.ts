@@ -1,4 +1,4 @@
-import type { Precision } from "../api.js";
+import type { Precision } from "../api/model-api.js";
 import { createSession, ort, settingsFor } from "../runtime/onnx.js";
 import { servedModel } from "./serving-config.js";
 import { availableCores } from "../runtime/device.js";

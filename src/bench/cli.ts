@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { PrecisionChoice } from "../api.js";
+import type { PrecisionChoice } from "../api/model-api.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
 import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load.js";
@@ -89,7 +89,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
     const images = (flags.image as string[] | undefined) ?? [path.join(defaultImagesDir(), "darknet_dog.jpg")];
     const precision = precisionFlag(flags.precision) ?? serving.precision;
     const workers = intFlag(flags.workers) ?? serving.workers;
-    const { imageClassifier } = await import("../apps/image-classifier.js");
+    const { imageClassifier } = await import("../classifier/image-classifier.js");
     const requests = (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown);
     const { runPipeline } = await import("./pipeline.js");
     const report = await runPipeline({

@@ -16,12 +16,12 @@
 import { parseArgs } from "node:util";
 import { StringDecoder } from "node:string_decoder";
 import { HttpConnection, requestHead } from "./http-connection.js";
-import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
+import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../chat/chat-api.js";
 import { Cancellation, requestContext } from "../server/cancellation.js";
 import type { ServerOptions } from "../server/server.js";
 import { availableCores } from "../runtime/device.js";
-import type { ChatStep } from "../apps/chat-types.js";
-import { parseChatRequest } from "../specs/openai.js";
+import type { ChatStep } from "../chat/types.js";
+import { parseChatRequest } from "../openai/spec.js";
 import { startServerProcess, type ServerProcess } from "./server-process.js";
 import { percentile, ratePerSecond } from "./stats.js";
 import { cell, formatTable } from "./table.js";

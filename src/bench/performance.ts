@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import type { Precision } from "../api.js";
-import { imageClassifier } from "../apps/image-classifier.js";
-import { Upload } from "../server/upload.js";
-import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../apps/image-preprocess.js";
+import type { Precision } from "../api/model-api.js";
+import { imageClassifier } from "../classifier/image-classifier.js";
+import { Upload } from "../api/upload.js";
+import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../classifier/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
 import { createSession, settingsFor } from "../runtime/onnx.js";

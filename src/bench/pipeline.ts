@@ -1,4 +1,4 @@
-import type { ApiSource, Device, RequestContext } from "../api.js";
+import type { ApiSource, Device, RequestContext } from "../api/model-api.js";
 import { availableCores } from "../runtime/device.js";
 import { loadApi } from "../server/api-source.js";
 import { Cancellation, requestContext } from "../server/cancellation.js";

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { Precision } from "../api.js";
+import type { Precision } from "../api/model-api.js";
 import { resolveModel } from "../runtime/models.js";
 import { ort, settingsFor } from "../runtime/onnx.js";
 import { openModel } from "../runtime/precision.js";

@@ -1,6 +1,6 @@
-import type { Precision, PrecisionChoice } from "../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS, openClassifierModel } from "../apps/image-classifier.js";
-import { normalizeInto } from "../apps/image-preprocess.js";
+import type { Precision, PrecisionChoice } from "../api/model-api.js";
+import { CLASSIFIER_SERVING_DEFAULTS, openClassifierModel } from "../classifier/image-classifier.js";
+import { normalizeInto } from "../classifier/image-preprocess.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
 import type { Session } from "../runtime/onnx.js";
 import { availableCores } from "../runtime/device.js";

@@ -7,8 +7,8 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ModelAPI, type ApiSource, type PredictContext } from "../api.js";
-import type { ChatCompletionRequest, ChatStep } from "../specs/openai.js";
+import { ModelAPI, type ApiSource, type PredictContext } from "../api/model-api.js";
+import type { ChatCompletionRequest, ChatStep } from "../openai/spec.js";
 import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, warmUpServer, type LlmLevelResult } from "./llm.js";
 import { cell, formatTable } from "./table.js";
 

@@ -1,4 +1,4 @@
-import type { Precision } from "../api.js";
+import type { Precision } from "../api/model-api.js";
 import type { ApiBenchReport } from "./api-bench.js";
 import type { BaselineReport } from "./baseline.js";
 import type { MachineInfo } from "./machine.js";

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { imageClassifier } from "../apps/image-classifier.js";
+import { imageClassifier } from "../classifier/image-classifier.js";
 import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
 import { availableCores } from "../runtime/device.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY, type ApiBenchReport } from "./api-bench.js";

@@ -1,65 +1,55 @@
 import { parseArgs } from "node:util";
-import type { PrecisionChoice } from "../api.js";
-import { availableCores } from "../runtime/device.js";
-import { cliFlags, flagHelp, readCliOptions } from "../server/options.js";
+import type { ApiSource, PrecisionChoice } from "../api/model-api.js";
+import type { Spec } from "../api/spec.js";
+import { cliFlags, flagHelp, type OptionScope } from "../server/options.js";
+import { readSourceOptions, type OptionSources } from "../server/resolve-options.js";
 import { serve } from "../server/serve.js";
-import type { ServerOptions } from "../server/server.js";
 
-const SCOPES = ["server", "endpoint", "app"] as const;
+const SCOPES: OptionScope[] = ["server", "endpoint", "app"];
 
-/** `batchwise serve classifier|chat [flags]`: every flag and environment variable comes from options.ts. */
+interface AppOptions {
+  model?: string;
+  precision?: PrecisionChoice;
+  labels?: "cat-dog" | "imagenet";
+}
+
+/** What `batchwise serve <app>` serves: the API (carrying its serving defaults) and its wire format. */
+async function servedApp(app: "classifier" | "chat", { model, precision, labels }: AppOptions): Promise<{ api: ApiSource; spec?: Spec; defaults: Record<string, unknown> }> {
+  if (app === "classifier") {
+    const { imageClassifier, DEFAULT_CLASSIFIER_MODEL } = await import("../classifier/image-classifier.js");
+    const api = imageClassifier({ model, precision, labels });
+    return { api, defaults: { ...api.servingDefaults, model: DEFAULT_CLASSIFIER_MODEL } };
+  }
+  const [{ chatModel }, { DEFAULT_CHAT_MODEL }, { openAISpec }] = await Promise.all([
+    import("../chat/chat-api.js"),
+    import("../chat/model.js"),
+    import("../openai/spec.js"),
+  ]);
+  const api = chatModel({ model, precision });
+  return { api, spec: openAISpec(), defaults: { ...api.servingDefaults, model: DEFAULT_CHAT_MODEL } };
+}
+
+/**
+ * `batchwise serve classifier|chat [flags]`: every flag and environment variable comes from options.ts, resolved
+ * (over the app's serving defaults) by resolve-options.ts; `--help` shows the app's own defaults.
+ */
 export async function runServe(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { ...cliFlags([...SCOPES]), help: { type: "boolean" } },
+    options: { ...cliFlags(SCOPES), help: { type: "boolean" } },
     allowPositionals: true,
   });
   const app = positionals[0] ?? "classifier";
   if (values.help || (app !== "classifier" && app !== "chat")) {
-    console.log(`Usage: batchwise serve classifier|chat [flags]\n\n${flagHelp([...SCOPES])}`);
+    const shown = app === "chat" ? "chat" : "classifier";
+    const { defaults } = await servedApp(shown, {});
+    console.log(`Usage: batchwise serve classifier|chat [flags]\n\nbatchwise serve ${shown}:\n${flagHelp(SCOPES, defaults)}`);
     return;
   }
-  // Flags, then environment variables; what neither sets falls back to the app's serving preset below.
-  const { model, precision = "auto", labels = "cat-dog", ...given } = readCliOptions(values, [...SCOPES]) as ServerOptions & {
-    model?: string;
-    precision?: PrecisionChoice;
-    labels?: "cat-dog" | "imagenet";
-  };
-
-  if (app === "classifier") {
-    const { imageClassifier, CLASSIFIER_SERVING_DEFAULTS: preset } = await import("../apps/image-classifier.js");
-    const config: ServerOptions = {
-      api: imageClassifier({ model, precision, labels }),
-      maxBatchSize: preset.maxBatchSize,
-      batchTimeout: preset.batchTimeout,
-      workersPerDevice: preset.workers(availableCores()),
-      idempotent: preset.idempotent,
-      ...given,
-    };
-    printConfig("classifier", config, { model: model ?? "mobilenetv2-12", precision, labels });
-    await serve(config);
-  } else {
-    const [{ chatModel, CHAT_SERVING_DEFAULTS: preset }, { openAISpec }] = await Promise.all([
-      import("../apps/chat.js"),
-      import("../specs/openai.js"),
-    ]);
-    const config: ServerOptions = {
-      api: chatModel({ model, precision }),
-      spec: openAISpec(),
-      maxBatchSize: preset.maxBatchSize,
-      batchTimeout: preset.batchTimeout,
-      workersPerDevice: preset.workers,
-      maxBatchesPerWorker: preset.maxBatchesPerWorker,
-      // a whole context window of text is a few hundred kB; larger bodies are refused before they are parsed
-      maxPayloadSize: 1024 * 1024,
-      ...given,
-    };
-    printConfig("chat", config, { model: model ?? "(hub default; offline use --model tiny-random-llama)", precision });
-    await serve(config);
-  }
-}
-
-function printConfig(app: string, config: ServerOptions, model: Record<string, unknown>) {
-  const { api: _api, spec: _spec, apiKey, ...shown } = config;
-  console.error(`[batchwise] ${app}: ${JSON.stringify({ ...model, ...shown, apiKey: apiKey ? "(set)" : undefined })}`);
+  const sources: OptionSources = { flags: values, environment: process.env, scopes: ["server", "endpoint"] };
+  const appOptions = readSourceOptions(sources, ["app"]) as AppOptions;
+  const { api, spec } = await servedApp(app, appOptions);
+  const { apiKey: _secret, ...shown } = readSourceOptions(sources, ["server", "endpoint"]);
+  console.error(`[batchwise] ${app}: ${JSON.stringify({ ...appOptions, ...shown })}`);
+  await serve({ api, spec }, sources);
 }

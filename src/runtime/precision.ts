@@ -7,7 +7,7 @@
  */
 import { readdirSync } from "node:fs";
 import path from "node:path";
-import type { Accelerator, Precision, PrecisionChoice } from "../api.js";
+import type { Accelerator, Precision, PrecisionChoice } from "../api/model-api.js";
 import { convertedModelFile, type LowPrecision } from "./convert.js";
 import { cpuFeatures, type CpuFeatures } from "./cpu-features.js";
 import { createSession, providerName, summarizeOrtError, type Session, type SessionSettings } from "./onnx.js";

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
-import { ModelAPI, type ApiConstructor, type ApiSource } from "../api.js";
+import { ModelAPI, type ApiConstructor, type ApiSource } from "../api/model-api.js";
 import { OptionError } from "./options.js";
 
 /**
@@ -24,14 +24,14 @@ interface WorkerSlot {
   offer(Api: ApiConstructor): void;
 }
 
-export function isApiSource(value: unknown): value is ApiSource {
+function isApiSource(value: unknown): value is ApiSource {
   return (
     typeof value === "object" && value !== null && typeof (value as ApiSource).module === "string" &&
     typeof (value as ApiSource).export === "string" && !(value instanceof ModelAPI)
   );
 }
 
-export function isApiClass(value: unknown): value is ApiConstructor {
+function isApiClass(value: unknown): value is ApiConstructor {
   return typeof value === "function" && value.prototype instanceof ModelAPI;
 }
 
@@ -50,7 +50,7 @@ export function offerApis(apis: unknown[]): void {
  * The module a worker imports for a class given without `module`: the first file on the call stack outside
  * batchwise itself, i.e. the file that called serve/createServer.
  */
-export function callerModule(): string | undefined {
+function callerModule(): string | undefined {
   const own = path.dirname(path.dirname(fileURLToPath(import.meta.url))); // src/ or dist/
   return callerFiles().find((file) => !file.startsWith(own + path.sep));
 }

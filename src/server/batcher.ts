@@ -1,6 +1,6 @@
 import type { Cancellation } from "./cancellation.js";
 import { Channel } from "./channel.js";
-import { errors, HttpError } from "./errors.js";
+import { errors, HttpError } from "../api/errors.js";
 import { itemFailure } from "./run-batch.js";
 import type { Runner, WorkerPool } from "./worker-pool.js";
 

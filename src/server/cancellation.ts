@@ -1,4 +1,4 @@
-import type { RequestContext } from "../api.js";
+import type { RequestContext } from "../api/model-api.js";
 
 /**
  * One request's cancellation: aborted when its client goes away. The server tracks every request with one of these

@@ -7,20 +7,20 @@ import {
   type Device,
   type ModelAPI,
   type RequestContext,
-} from "../api.js";
+} from "../api/model-api.js";
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
-import { plainSpec } from "../specs/plain.js";
+import { plainSpec } from "./plain-spec.js";
 import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";
-import { decodeFailed, errors } from "./errors.js";
-import { checkOptions, OptionError } from "./options.js";
-import type { Spec, SpecResponse } from "./spec.js";
+import { decodeFailed, errors } from "../api/errors.js";
+import { OptionError } from "./options.js";
+import type { Spec, SpecResponse } from "../api/spec.js";
 import { WorkerPool } from "./worker-pool.js";
 
 /**
  * How one API is served: its path, wire format, batching and workers. Each option is declared, with its default and
- * validation, in options.ts (the README's option table is generated from there).
+ * validation, in options.ts (docs/reference.md's option table is generated from there).
  */
 export interface EndpointOptions {
   /** The ModelAPI class (workers import it; see api-source.ts), an ApiSource, or an instance (in-process only). */
@@ -44,6 +44,10 @@ export interface EndpointOptions {
   predictTimeout?: number;
   idempotent?: boolean;
 }
+
+/** EndpointOptions with every default applied (resolve-options.ts). */
+export type ResolvedEndpointOptions = EndpointOptions &
+  Required<Pick<EndpointOptions, "maxBatchSize" | "batchTimeout" | "workersPerDevice" | "maxBatchesPerWorker" | "accelerator" | "queueTimeout" | "maxQueueSize" | "idempotent" | "stream">>;
 
 export interface ResolvedEndpointConfig {
   path: string;
@@ -119,19 +123,17 @@ export class Endpoint {
     });
   }
 
-  /** Validate options and build the endpoint; workers start with {@link start}. */
+  /** Build the endpoint from resolved options (resolve-options.ts); workers start with {@link start}. */
   static async create(
-    options: EndpointOptions,
+    options: ResolvedEndpointOptions,
     /** Intra-op threads each worker's model may use (the server splits the cores between all its workers). */
     threads: number,
     events: EndpointEvents,
     log: (message: string) => void,
   ): Promise<Endpoint> {
-    checkOptions(options, ["endpoint"]);
     const spec = options.spec ?? plainSpec({ path: options.path, stream: options.stream });
     const path = options.path ?? spec.path;
-    const maxBatchSize = options.maxBatchSize ?? 1;
-    const workersPerDevice = options.workersPerDevice ?? 1;
+    const { maxBatchSize, workersPerDevice } = options;
     const { source, instance } = await resolveApi(options.api, options.module, options.apiOptions);
     if (!source && workersPerDevice > 0) {
       throw new OptionError(
@@ -139,7 +141,7 @@ export class Endpoint {
           "(api: MyAPI) or an ApiSource { module, export, options }.",
       );
     }
-    const accelerator = await resolveAccelerator(options.accelerator ?? "auto");
+    const accelerator = await resolveAccelerator(options.accelerator);
     const deviceCount = options.deviceCount === undefined || options.deviceCount === "auto" ? accelerator.count : options.deviceCount;
     const devices: Device[] = [];
     for (let d = 0; d < deviceCount; d++) {
@@ -152,12 +154,12 @@ export class Endpoint {
       path,
       streams: spec.streamsPredict,
       maxBatchSize,
-      batchTimeout: options.batchTimeout ?? (maxBatchSize > 1 ? 0.01 : 0),
+      batchTimeout: options.batchTimeout,
       workersPerDevice,
-      queueTimeout: options.queueTimeout ?? 30,
-      maxQueueSize: options.maxQueueSize ?? 1024,
-      maxBatchesPerWorker: options.maxBatchesPerWorker ?? 1,
-      idempotent: options.idempotent ?? false,
+      queueTimeout: options.queueTimeout,
+      maxQueueSize: options.maxQueueSize,
+      maxBatchesPerWorker: options.maxBatchesPerWorker,
+      idempotent: options.idempotent,
       accelerator,
       devices,
       resourceLimits: options.resourceLimits,

@@ -1,11 +1,11 @@
 import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
-import { clean, errors, HttpError, toHttpError } from "./errors.js";
+import { clean, errors, HttpError, toHttpError } from "../api/errors.js";
 import { parseJsonBody } from "./json-body.js";
 import { installLingeringClose } from "./lingering-close.js";
-import { errorBody, type Spec } from "./spec.js";
-import { parseMultipart } from "./upload.js";
+import { errorBody, type Spec } from "../api/spec.js";
+import { parseMultipart } from "../api/upload.js";
 
 export interface HttpAppOptions {
   maxPayloadSize: number;

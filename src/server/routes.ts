@@ -2,12 +2,12 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Cancellation, requestContext } from "./cancellation.js";
 import type { Endpoint } from "./endpoint.js";
-import { errors, HttpError } from "./errors.js";
+import { errors, HttpError } from "../api/errors.js";
 import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
-import { errorBody, type SpecResponse } from "./spec.js";
-import { mediaType, Upload } from "./upload.js";
+import { errorBody, type SpecResponse } from "../api/spec.js";
+import { mediaType, Upload } from "../api/upload.js";
 
 /**
  * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever

@@ -1,5 +1,5 @@
-import { ContractError, isAsyncIterable, type ModelAPI, type PredictContext } from "../api.js";
-import { brandUserError, clean, errors, isUserError, toHttpError, type HttpError } from "./errors.js";
+import { ContractError, isAsyncIterable, type ModelAPI, type PredictContext } from "../api/model-api.js";
+import { brandUserError, clean, errors, isUserError, toHttpError, type HttpError } from "../api/errors.js";
 
 /**
  * Why one input failed, in a form that crosses threads: a message (the model failed: 500), or the status and code of

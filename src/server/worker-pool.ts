@@ -2,9 +2,9 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import type { ApiSource, Device, ModelAPI, SetupContext } from "../api.js";
+import type { ApiSource, Device, ModelAPI, SetupContext } from "../api/model-api.js";
 import type { Cancellation } from "./cancellation.js";
-import { errors, HttpError } from "./errors.js";
+import { errors, HttpError } from "../api/errors.js";
 import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
 import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
 

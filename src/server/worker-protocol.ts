@@ -1,4 +1,4 @@
-import type { ApiSource, Device, SetupContext } from "../api.js";
+import type { ApiSource, Device, SetupContext } from "../api/model-api.js";
 import type { ItemError } from "./run-batch.js";
 
 /** Messages between the main thread and a model worker thread. */

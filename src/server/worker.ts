@@ -3,7 +3,7 @@
  * time. Inference blocks this thread, never the HTTP event loop.
  */
 import { parentPort } from "node:worker_threads";
-import type { Device, ModelAPI } from "../api.js";
+import type { Device, ModelAPI } from "../api/model-api.js";
 import { loadApi } from "./api-source.js";
 import { messageOf, runBatch, runStream } from "./run-batch.js";
 import { transferables, type FromWorker, type RunChunk, type ToWorker } from "./worker-protocol.js";

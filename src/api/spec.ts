@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
-import type { RequestContext } from "../api.js";
+import type { RequestContext } from "./model-api.js";
 import type { HttpError } from "./errors.js";
 
 /**

@@ -14,12 +14,13 @@
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type SetupContext } from "../api.js";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext, type ServingDefaults, type SetupContext } from "../api/model-api.js";
 import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
+import { availableCores } from "../runtime/device.js";
 import { providerName, settingsFor, type Session } from "../runtime/onnx.js";
 import { resolveModel, type ResolvedModel } from "../runtime/models.js";
 import { isPrecisionChoice, openModel, type OpenedModel } from "../runtime/precision.js";
-import { Upload } from "../server/upload.js";
+import { Upload } from "../api/upload.js";
 import { CROP_SIZE, DEFAULT_MAX_PIXELS, IMAGE_VALUES, decodeBase64Image, normalizeInto, preprocessLevels } from "./image-preprocess.js";
 import { nativeJpegStatus } from "./jpeg-native.js";
 import { calibrationBatch, classifierCalibration } from "./classifier-calibration.js";
@@ -187,15 +188,20 @@ export async function openClassifierModel(
 
 /** Where a worker finds this API: this module's file and the class's export name. */
 export function imageClassifier(options: ImageClassifierOptions = {}): ApiSource<ImageClassifierOptions> {
-  return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options };
+  return { module: fileURLToPath(import.meta.url), export: "ImageClassifierAPI", options, servingDefaults: classifierServingDefaults() };
+}
+
+/** {@link CLASSIFIER_SERVING_DEFAULTS} as createServer applies them (under the options the code, flags or environment set). */
+function classifierServingDefaults(cores = availableCores()): ServingDefaults {
+  const d = CLASSIFIER_SERVING_DEFAULTS;
+  return { maxBatchSize: d.maxBatchSize, batchTimeout: d.batchTimeout, workersPerDevice: d.workers(cores), idempotent: d.idempotent };
 }
 
 /**
- * How `npm start` serves the classifier, chosen from measurements on a 2-core CPU (README, "Performance"): dynamic
- * batching 64 / 10 ms, int8 on the CPU (auto picks the fastest precision the provider runs), and one single-threaded
- * model worker per core. At c=64 with the native JPEG path, 2 workers × 1 thread served 208–237 images/s (median
- * 232 over 5 runs) against 188–219 (median 211) for 1 worker × 2 spinning threads, interleaved in one session:
- * one thread per session scales with no synchronisation, and decoding fills whatever the sessions leave idle.
+ * How `npm start` serves the classifier, chosen from measurements on a 2-core CPU (docs/performance.md): dynamic
+ * batching 64 / 10 ms, precision auto (int8 where the CPU has int8 dot products and it answers like fp32, else fp32), one single-threaded
+ * model worker per core, which served more images per second than fewer workers with more threads each: one thread
+ * per session scales with no synchronisation, and decoding fills whatever the sessions leave idle.
  */
 export const CLASSIFIER_SERVING_DEFAULTS = {
   maxBatchSize: 64,

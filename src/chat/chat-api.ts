@@ -25,9 +25,9 @@ import {
   type PredictContext,
   type RequestContext,
   type SetupContext,
-} from "../api.js";
-import { GenerationEngine, type CausalLM, type GenerationRequest } from "./chat-engine.js";
-import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./chat-model.js";
+} from "../api/model-api.js";
+import { GenerationEngine, type CausalLM, type GenerationRequest } from "./engine.js";
+import { DEFAULT_CHAT_MODEL, loadCausalLM, loadTokenizer, resolveModel, type ResolvedModel } from "./model.js";
 import {
   SERVED_MODEL_STATE,
   type ChatMessage,
@@ -35,9 +35,9 @@ import {
   type ChatRequest,
   type ChatStep,
   type OutputFormat,
-} from "./chat-types.js";
-import { ConstraintCache, TokenVocabulary } from "./constrained-sampler.js";
-import { compileSchema, UnsupportedSchemaError } from "./json-schema-constraint.js";
+} from "./types.js";
+import { ConstraintCache, TokenVocabulary } from "./json-schema/constrained-sampler.js";
+import { compileSchema, UnsupportedSchemaError } from "./json-schema/json-schema-constraint.js";
 
 export interface ChatOptions {
   /** Folder path, id under BATCHWISE_MODELS_DIR, or Hugging Face Hub id. Default {@link DEFAULT_CHAT_MODEL}. */
@@ -333,14 +333,23 @@ function limitsOf(tokenizer: PreTrainedTokenizer): ModelLimits {
 /**
  * How `batchwise serve chat` serves (and `bench llm` measures) the chat model: up to 8 prompts per batch, and up to 8
  * batches in one worker at once — the engine lets a new batch's sequences join the running decode loop at its next
- * step, so a request arriving mid-generation starts at once instead of waiting for the others to finish (bench llm,
- * tiny-random-llama, c=4: TTFT p50 37.6 ms with one batch per worker). The batcher dispatches to such a worker
- * without waiting batchTimeout, so requests usually arrive one per batch: 8 batches let 8 clients generate together
- * (with 4, clients 5–8 queued until one finished), and at most 64 sequences share a decode step.
+ * step, so a request arriving mid-generation starts at once instead of waiting for the others to finish (bench llm's
+ * time to first token, docs/performance.md). The batcher dispatches to such a worker without waiting batchTimeout,
+ * so requests usually arrive one per batch: 8 batches let 8 clients generate together (with 4, clients 5–8 queued
+ * until one finished), and at most 64 sequences share a decode step.
  */
-export const CHAT_SERVING_DEFAULTS = { maxBatchSize: 8, batchTimeout: 0.01, workers: 1, maxBatchesPerWorker: 8 };
+export const CHAT_SERVING_DEFAULTS = {
+  maxBatchSize: 8,
+  batchTimeout: 0.01,
+  workers: 1,
+  maxBatchesPerWorker: 8,
+  /** A whole context window of text is a few hundred kB; larger bodies are refused before they are parsed. */
+  maxPayloadSize: 1024 * 1024,
+};
 
-/** An ApiSource for the chat API, for createServer / the CLI (`batchwise serve chat --model ID`). */
+/** An ApiSource for the chat API, for createServer / the CLI (`batchwise serve chat --model ID`); carries {@link CHAT_SERVING_DEFAULTS}. */
 export function chatModel(options: ChatOptions = {}): ApiSource<ChatOptions> {
-  return { module: fileURLToPath(import.meta.url), export: "ChatAPI", options };
+  const d = CHAT_SERVING_DEFAULTS;
+  const servingDefaults = { maxBatchSize: d.maxBatchSize, batchTimeout: d.batchTimeout, workersPerDevice: d.workers, maxBatchesPerWorker: d.maxBatchesPerWorker, maxPayloadSize: d.maxPayloadSize };
+  return { module: fileURLToPath(import.meta.url), export: "ChatAPI", options, servingDefaults };
 }

@@ -1,5 +1,5 @@
-import type { Spec } from "../server/spec.js";
-import { errorBody } from "../server/spec.js";
+import type { Spec } from "../api/spec.js";
+import { errorBody } from "../api/spec.js";
 
 /** The default spec: JSON in, JSON out; a streaming API answers NDJSON, one line per output. */
 export function plainSpec(options: { path?: string; stream?: boolean } = {}): Spec {

@@ -16,9 +16,9 @@
  * vocabularies), and a sampled token that would make the completion longer than the budget left is refused and
  * sampling repeats. So the output parses whenever max_tokens leaves room for the shortest matching value.
  */
-import type { TokenConstraint } from "./chat-engine.js";
-import type { OutputFormat } from "./chat-types.js";
-import { argmax, TokenSampler } from "./chat-sampler.js";
+import type { TokenConstraint } from "../engine.js";
+import type { OutputFormat } from "../types.js";
+import { argmax, TokenSampler } from "../sampler.js";
 import {
   canEnd,
   compileSchema,

@@ -15,7 +15,7 @@ import {
   type PreTrainedModel,
   type PreTrainedTokenizer,
 } from "@huggingface/transformers";
-import type { Accelerator, PrecisionChoice } from "../api.js";
+import type { Accelerator, PrecisionChoice } from "../api/model-api.js";
 
 /** What users with internet get by default: a small instruction-tuned model with a chat template. */
 export const DEFAULT_CHAT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct";
@@ -29,7 +29,7 @@ export interface ResolvedModel {
   searched: string[];
 }
 
-export function modelsDir(): string {
+function modelsDir(): string {
   return path.resolve(process.env.BATCHWISE_MODELS_DIR ?? path.join("data", "models"));
 }
 
@@ -82,7 +82,7 @@ export async function loadTokenizer(model: ResolvedModel, allowRemote: boolean):
 }
 
 /** transformers.js model file variant for a precision: fp32 model.onnx, fp16 model_fp16.onnx, int8 model_quantized.onnx. */
-export function transformersDtype(precision: PrecisionChoice): "fp32" | "fp16" | "q8" | undefined {
+function transformersDtype(precision: PrecisionChoice): "fp32" | "fp16" | "q8" | undefined {
   switch (precision) {
     case "auto":
       return undefined; // the model's transformers.js_config.dtype, else fp32

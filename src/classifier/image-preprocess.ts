@@ -21,19 +21,19 @@
  * `referencePreprocess` is the straight pipeline (full decode, no shortcuts) that tests and the bench compare with.
  */
 import sharp, { type Metadata, type Sharp } from "sharp";
-import { BadRequestError } from "../api.js";
+import { BadRequestError } from "../api/model-api.js";
 import { nativeJpeg } from "./jpeg-native.js";
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
-export const RESIZE_SHORT_SIDE = 256;
+const RESIZE_SHORT_SIDE = 256;
 export const CROP_SIZE = 224;
 /** Values per preprocessed image: 3 × 224 × 224. */
 export const IMAGE_VALUES = 3 * CROP_SIZE * CROP_SIZE;
 /** Default pixel limit (width × height from the header): 40 MP, e.g. 8000 × 5000. */
 export const DEFAULT_MAX_PIXELS = 40_000_000;
 
-export type ImageFormat = "jpeg" | "png" | "webp";
+type ImageFormat = "jpeg" | "png" | "webp";
 
 /** Decode `{"image": base64}`'s value to the model input. Throws BadRequestError for anything a client got wrong. */
 export async function preprocessBase64(value: unknown, maxPixels = DEFAULT_MAX_PIXELS): Promise<Float32Array> {
@@ -73,7 +73,7 @@ export function decodeBase64Image(value: unknown): Buffer {
 }
 
 /** The format from the magic bytes; only formats that cannot reference other files or run scripts are accepted. */
-export function sniffFormat(bytes: Uint8Array): ImageFormat {
+function sniffFormat(bytes: Uint8Array): ImageFormat {
   const ascii = (start: number, end: number) => Buffer.from(bytes.subarray(start, end)).toString("latin1");
   if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return "jpeg";
   if (bytes.length >= 8 && ascii(0, 8) === "\x89PNG\r\n\x1a\n") return "png";

@@ -17,11 +17,11 @@
  * ```
  */
 import { randomUUID } from "node:crypto";
-import type { RequestContext } from "../api.js";
-import { SERVED_MODEL_STATE, type ChatOutput, type ChatStep, type FinishReason, type TokenUsage } from "../apps/chat-types.js";
-import { HttpError, toHttpError } from "../server/errors.js";
-import type { Spec, SpecResponse } from "../server/spec.js";
-import { LlmMetrics } from "./openai-metrics.js";
+import type { RequestContext } from "../api/model-api.js";
+import { SERVED_MODEL_STATE, type ChatOutput, type ChatStep, type FinishReason, type TokenUsage } from "../chat/types.js";
+import { HttpError, toHttpError } from "../api/errors.js";
+import type { Spec, SpecResponse } from "../api/spec.js";
+import { LlmMetrics } from "./metrics.js";
 import {
   InvalidRequestError,
   parseChatRequest,
@@ -29,10 +29,10 @@ import {
   type ChatCompletionRequest,
   type CompletionRequest,
   type OpenAIRequest,
-} from "./openai-request.js";
+} from "./request.js";
 
-export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "../apps/chat-types.js";
-export { SERVED_MODEL_STATE } from "../apps/chat-types.js";
+export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "../chat/types.js";
+export { SERVED_MODEL_STATE } from "../chat/types.js";
 export {
   InvalidRequestError,
   parseChatRequest,
@@ -42,7 +42,7 @@ export {
   type ChatCompletionRequest,
   type CompletionRequest,
   type OpenAIRequest,
-} from "./openai-request.js";
+} from "./request.js";
 
 export interface OpenAISpecOptions {
   /** Route of the chat endpoint; default "/v1/chat/completions". */

@@ -1,5 +1,5 @@
-import { brandUserError, type ErrorCode } from "./server/errors.js";
-import type { Upload } from "./server/upload.js";
+import { brandUserError, type ErrorCode } from "./errors.js";
+import type { Upload } from "./upload.js";
 
 /**
  * The model API contract: what a model must implement to be served.
@@ -126,6 +126,22 @@ export interface ApiSource<Options = unknown> {
   module: string;
   export: string;
   options?: Options;
+  /** How this API is best served; createServer applies these where the code, flags and environment say nothing. */
+  servingDefaults?: ServingDefaults;
+}
+
+/**
+ * Serving options an API comes with (the classifier batches up to 64 images on a worker per core, say): createServer,
+ * serve() and the CLI lay them under what the code, the flags and the environment set, and over the declared defaults.
+ */
+export interface ServingDefaults {
+  maxBatchSize?: number;
+  batchTimeout?: number;
+  workersPerDevice?: number;
+  maxBatchesPerWorker?: number;
+  idempotent?: boolean;
+  /** Server-wide: applies when this API is the server's only endpoint. */
+  maxPayloadSize?: number;
 }
 
 export type ApiConstructor = new (options?: any) => ModelAPI<any, any, any, any>;

@@ -6,8 +6,8 @@
  * its default value (logprobs: false, presence_penalty: 0, …) changes nothing and is accepted. Fields that do not
  * change the answer (user, metadata, store, service_tier, …) are accepted and ignored.
  */
-import type { ChatMessage, ChatRequest, OutputFormat } from "../apps/chat-types.js";
-import { HttpError, type ErrorCode } from "../server/errors.js";
+import type { ChatMessage, ChatRequest, OutputFormat } from "../chat/types.js";
+import { HttpError, type ErrorCode } from "../api/errors.js";
 
 /** A 400 that names the offending request field, as OpenAI's errors do (`param`). */
 export class InvalidRequestError extends HttpError {
@@ -255,6 +255,6 @@ function optionalNumber(body: Record<string, unknown>, field: string, min: numbe
   return value;
 }
 
-export function isObject(value: unknown): value is Record<string, unknown> {
+function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

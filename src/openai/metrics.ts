@@ -10,7 +10,7 @@
  * - batchwise_llm_requests_finished_total{finish_reason}: stop, length, or abort (client gone / failed mid-way).
  */
 import client, { type Registry } from "prom-client";
-import type { ChatStep, FinishReason } from "../apps/chat-types.js";
+import type { ChatStep, FinishReason } from "../chat/types.js";
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const ITL_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

@@ -45,144 +45,154 @@ const SUPPORTED: Record<string, Set<string>> = {
 /** Most properties one object schema may declare (the used ones are a bit mask). */
 const MAX_PROPERTIES = 30;
 
+/** `pointer.key`, dotted: JSON pointers look like file paths to the error cleaner and would be masked. */
+const child = (pointer: string, key: string) => (pointer ? `${pointer}.${key}` : key);
+
+/** One compilation: hands out node ids and collects every keyword it cannot enforce. */
+class SchemaCompiler {
+  private nextId = 0;
+  readonly unsupported: string[] = [];
+
+  private refuse(pointer: string, keyword: string): void {
+    this.unsupported.push(child(pointer, keyword));
+  }
+
+  compile(s: unknown, pointer: string): SchemaNode {
+    if (s === undefined || s === null || s === true) return this.anyValue();
+    if (typeof s !== "object" || Array.isArray(s)) {
+      this.refuse(pointer, "(not an object schema)");
+      return this.anyValue();
+    }
+    const o = s as Record<string, unknown>;
+    if ("enum" in o || "const" in o) return this.literal(o, pointer);
+    if ("anyOf" in o) {
+      for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key) && key !== "anyOf") this.refuse(pointer, key);
+      const list = Array.isArray(o.anyOf) ? o.anyOf : [];
+      return this.union(list.map((alt, i) => this.compile(alt, child(pointer, `anyOf.${i}`))), child(pointer, "anyOf"));
+    }
+    const types = o.type === undefined ? undefined : Array.isArray(o.type) ? o.type : [o.type];
+    if (types === undefined) {
+      for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key)) this.refuse(pointer, key);
+      return this.anyValue();
+    }
+    const nodes = types.map((type) => {
+      if (typeof type !== "string" || !SUPPORTED[type]) {
+        this.refuse(pointer, `type ${JSON.stringify(type)}`);
+        return this.anyValue();
+      }
+      return this.typed(type, o, pointer);
+    });
+    for (const key of Object.keys(o)) {
+      if (!ANNOTATIONS.has(key) && !types.some((t) => typeof t === "string" && SUPPORTED[t]?.has(key))) this.refuse(pointer, key);
+    }
+    return nodes.length === 1 ? nodes[0] : this.union(nodes, child(pointer, "type"));
+  }
+
+  /** `enum` or `const`: one of the listed values, written as JSON. */
+  private literal(o: Record<string, unknown>, pointer: string): SchemaNode {
+    for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key) && key !== "enum" && key !== "const" && key !== "type") this.refuse(pointer, key);
+    const values = "const" in o ? [o.const] : Array.isArray(o.enum) ? o.enum : [];
+    if (values.length === 0) this.refuse(pointer, "enum (must be a non-empty list)");
+    return { id: this.nextId++, kind: "literal", options: [...new Set(values.map((v) => JSON.stringify(v)))] };
+  }
+
+  /** Any JSON value; its object values and array elements are any values again (the node refers to itself). */
+  private anyValue(): SchemaNode {
+    const alternatives: SchemaNode[] = [];
+    const node: SchemaNode = { id: this.nextId++, kind: "union", alternatives };
+    alternatives.push(
+      { id: this.nextId++, kind: "object", props: [], required: 0, open: node },
+      { id: this.nextId++, kind: "array", items: node, minItems: 0, maxItems: Infinity },
+      { id: this.nextId++, kind: "string" },
+      { id: this.nextId++, kind: "number", integer: false },
+      { id: this.nextId++, kind: "literal", options: ["true", "false", "null"] },
+    );
+    return node;
+  }
+
+  private typed(type: string, o: Record<string, unknown>, pointer: string): SchemaNode {
+    switch (type) {
+      case "object":
+        return this.object(o, pointer);
+      case "array": {
+        const minItems = nonNegativeInt(o.minItems, 0);
+        const maxItems = nonNegativeInt(o.maxItems, Infinity);
+        if (Number.isNaN(minItems) || Number.isNaN(maxItems) || minItems > maxItems) this.refuse(pointer, "minItems/maxItems");
+        if (Array.isArray(o.items)) this.refuse(pointer, "items (tuple form)");
+        return { id: this.nextId++, kind: "array", items: this.compile(o.items, child(pointer, "items")), minItems, maxItems };
+      }
+      case "string":
+        return { id: this.nextId++, kind: "string" };
+      case "number":
+      case "integer":
+        return { id: this.nextId++, kind: "number", integer: type === "integer" };
+      case "boolean":
+        return { id: this.nextId++, kind: "literal", options: ["true", "false"] };
+      default:
+        return { id: this.nextId++, kind: "literal", options: ["null"] };
+    }
+  }
+
+  private object(o: Record<string, unknown>, pointer: string): SchemaNode {
+    const properties = (o.properties ?? {}) as Record<string, unknown>;
+    if (typeof properties !== "object" || Array.isArray(properties)) this.refuse(pointer, "properties (must be an object)");
+    const names = Object.keys(properties);
+    if (names.length > MAX_PROPERTIES) this.refuse(pointer, `properties (more than ${MAX_PROPERTIES})`);
+    for (const name of names) if (/["\\\u0000-\u001f]/.test(name)) this.refuse(pointer, `properties (name ${JSON.stringify(name)} needs escaping)`);
+    const props = names.map((name) => ({ name, node: this.compile(properties[name], child(pointer, `properties.${name}`)) }));
+    const requiredList = (o.required ?? []) as unknown[];
+    let required = 0;
+    if (!Array.isArray(requiredList)) this.refuse(pointer, "required (must be a list)");
+    else {
+      for (const name of requiredList) {
+        const index = names.indexOf(name as string);
+        if (index < 0) this.refuse(pointer, `required (${JSON.stringify(name)} is not a property)`);
+        else required |= 1 << index;
+      }
+    }
+    const additional = o.additionalProperties;
+    let open: SchemaNode | null = null;
+    if (names.length === 0) {
+      // No declared properties: keys are free, values follow additionalProperties (any when absent or true).
+      if (additional === false) open = null;
+      else open = additional === undefined || additional === true ? this.anyValue() : this.compile(additional, child(pointer, "additionalProperties"));
+    } else if (additional !== undefined && additional !== false && additional !== true) {
+      this.refuse(pointer, "additionalProperties (a schema beside properties)");
+    }
+    // With properties, only the declared keys are generated: a valid subset of what additionalProperties allows.
+    return { id: this.nextId++, kind: "object", props, required, open };
+  }
+
+  private union(alternatives: SchemaNode[], pointer: string): SchemaNode {
+    const seen = new Set<string>();
+    for (const alt of alternatives) {
+      for (const c of firstChars(alt)) {
+        if (seen.has(c)) {
+          this.refuse(pointer, "(alternatives that can begin with the same character)");
+          return alternatives[0] ?? this.anyValue();
+        }
+        seen.add(c);
+      }
+    }
+    if (alternatives.length === 0) this.refuse(pointer, "(empty)");
+    return { id: this.nextId++, kind: "union", alternatives };
+  }
+}
+
 /**
  * Compile a JSON Schema into automaton nodes. `null`/`undefined`/`true`/`{}` = any JSON value. Throws
  * {@link UnsupportedSchemaError} listing every keyword it cannot enforce, with its path (`properties.a.pattern`).
  */
 export function compileSchema(schema: unknown): SchemaNode {
-  let nextId = 0;
-  const unsupported: string[] = [];
-  // Dotted paths (properties.a.pattern): JSON pointers look like file paths to the error cleaner and would be masked.
-  const refuse = (pointer: string, keyword: string) => unsupported.push(pointer ? `${pointer}.${keyword}` : keyword);
-
-  const compile = (s: unknown, pointer: string): SchemaNode => {
-    if (s === undefined || s === null || s === true) return anyValue();
-    if (typeof s !== "object" || Array.isArray(s)) {
-      refuse(pointer, "(not an object schema)");
-      return anyValue();
-    }
-    const o = s as Record<string, unknown>;
-    if ("enum" in o || "const" in o) {
-      for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key) && key !== "enum" && key !== "const" && key !== "type") refuse(pointer, key);
-      const values = "const" in o ? [o.const] : Array.isArray(o.enum) ? o.enum : [];
-      if (values.length === 0) refuse(pointer, "enum (must be a non-empty list)");
-      return { id: nextId++, kind: "literal", options: [...new Set(values.map((v) => JSON.stringify(v)))] };
-    }
-    if ("anyOf" in o) {
-      for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key) && key !== "anyOf") refuse(pointer, key);
-      const list = Array.isArray(o.anyOf) ? o.anyOf : [];
-      return union(list.map((alt, i) => compile(alt, `${pointer ? pointer + "." : ""}anyOf.${i}`)), `${pointer ? pointer + "." : ""}anyOf`);
-    }
-    const types = o.type === undefined ? undefined : Array.isArray(o.type) ? o.type : [o.type];
-    if (types === undefined) {
-      for (const key of Object.keys(o)) if (!ANNOTATIONS.has(key)) refuse(pointer, key);
-      return anyValue();
-    }
-    const nodes = types.map((type) => {
-      if (typeof type !== "string" || !SUPPORTED[type]) {
-        refuse(pointer, `type ${JSON.stringify(type)}`);
-        return anyValue();
-      }
-      return typed(type, o, pointer);
-    });
-    for (const key of Object.keys(o)) {
-      if (!ANNOTATIONS.has(key) && !types.some((t) => typeof t === "string" && SUPPORTED[t]?.has(key))) refuse(pointer, key);
-    }
-    return nodes.length === 1 ? nodes[0] : union(nodes, `${pointer ? pointer + "." : ""}type`);
-  };
-
-  /** Any JSON value; its object values and array elements are any values again (the node refers to itself). */
-  const anyValue = (): SchemaNode => {
-    const alternatives: SchemaNode[] = [];
-    const node: SchemaNode = { id: nextId++, kind: "union", alternatives };
-    alternatives.push(
-      { id: nextId++, kind: "object", props: [], required: 0, open: node },
-      { id: nextId++, kind: "array", items: node, minItems: 0, maxItems: Infinity },
-      { id: nextId++, kind: "string" },
-      { id: nextId++, kind: "number", integer: false },
-      { id: nextId++, kind: "literal", options: ["true", "false", "null"] },
-    );
-    return node;
-  };
-
-  const typed = (type: string, o: Record<string, unknown>, pointer: string): SchemaNode => {
-    switch (type) {
-      case "object": {
-        const properties = (o.properties ?? {}) as Record<string, unknown>;
-        if (typeof properties !== "object" || Array.isArray(properties)) refuse(pointer, "properties (must be an object)");
-        const names = Object.keys(properties);
-        if (names.length > MAX_PROPERTIES) refuse(pointer, `properties (more than ${MAX_PROPERTIES})`);
-        for (const name of names) if (/["\\\u0000-\u001f]/.test(name)) refuse(pointer, `properties (name ${JSON.stringify(name)} needs escaping)`);
-        const props = names.map((name) => ({ name, node: compile(properties[name], `${pointer ? pointer + "." : ""}properties.${name}`) }));
-        const requiredList = (o.required ?? []) as unknown[];
-        let required = 0;
-        if (!Array.isArray(requiredList)) refuse(pointer, "required (must be a list)");
-        else {
-          for (const name of requiredList) {
-            const index = names.indexOf(name as string);
-            if (index < 0) refuse(pointer, `required (${JSON.stringify(name)} is not a property)`);
-            else required |= 1 << index;
-          }
-        }
-        const additional = o.additionalProperties;
-        let open: SchemaNode | null = null;
-        if (names.length === 0) {
-          // No declared properties: keys are free, values follow additionalProperties (any when absent or true).
-          if (additional === false) open = null;
-          else open = additional === undefined || additional === true ? anyValue() : compile(additional, `${pointer ? pointer + "." : ""}additionalProperties`);
-        } else if (additional !== undefined && additional !== false && additional !== true) {
-          refuse(pointer, "additionalProperties (a schema beside properties)");
-        }
-        // With properties, only the declared keys are generated: a valid subset of what additionalProperties allows.
-        return { id: nextId++, kind: "object", props, required, open };
-      }
-      case "array": {
-        const minItems = nonNegativeInt(o.minItems, 0);
-        const maxItems = nonNegativeInt(o.maxItems, Infinity);
-        if (Number.isNaN(minItems) || Number.isNaN(maxItems) || minItems > maxItems) refuse(pointer, "minItems/maxItems");
-        if (Array.isArray(o.items)) refuse(pointer, "items (tuple form)");
-        return { id: nextId++, kind: "array", items: compile(o.items, `${pointer ? pointer + "." : ""}items`), minItems, maxItems };
-      }
-      case "string":
-        return { id: nextId++, kind: "string" };
-      case "number":
-      case "integer":
-        return { id: nextId++, kind: "number", integer: type === "integer" };
-      case "boolean":
-        return { id: nextId++, kind: "literal", options: ["true", "false"] };
-      default:
-        return { id: nextId++, kind: "literal", options: ["null"] };
-    }
-  };
-
-  const union = (alternatives: SchemaNode[], pointer: string): SchemaNode => {
-    const seen = new Set<string>();
-    for (const alt of alternatives) {
-      for (const c of firstChars(alt)) {
-        if (seen.has(c)) {
-          refuse(pointer, "(alternatives that can begin with the same character)");
-          return alternatives[0] ?? anyValue();
-        }
-        seen.add(c);
-      }
-    }
-    if (alternatives.length === 0) refuse(pointer, "(empty)");
-    return { id: nextId++, kind: "union", alternatives };
-  };
-
-  const root = compile(schema, "");
-  if (unsupported.length > 0) {
+  const compiler = new SchemaCompiler();
+  const root = compiler.compile(schema, "");
+  if (compiler.unsupported.length > 0) {
     throw new UnsupportedSchemaError(
-      `The JSON schema uses keywords constrained decoding cannot enforce: ${unsupported.join(", ")}`,
-      unsupported,
+      `The JSON schema uses keywords constrained decoding cannot enforce: ${compiler.unsupported.join(", ")}`,
+      compiler.unsupported,
     );
   }
   return root;
-}
-
-/** The schema of `response_format: {type: "json_object"}`: any JSON object. */
-export function anyObjectSchema(): SchemaNode {
-  return compileSchema({ type: "object" });
 }
 
 function nonNegativeInt(value: unknown, fallback: number): number {
@@ -258,12 +268,6 @@ const isWs = (c: string) => c === " " || c === "\n" || c === "\t" || c === "\r";
 const isDigit = (c: string) => c >= "0" && c <= "9";
 const isHex = (c: string) => isDigit(c) || (c >= "a" && c <= "f") || (c >= "A" && c <= "F");
 const push = (f: Frame, up: JsonState | null): JsonState => ({ f, up });
-
-/** Feed every character of `text`; null as soon as one is not allowed. */
-export function feedText(state: JsonState | null, text: string): JsonState | null {
-  for (let i = 0; state !== null && i < text.length; i++) state = feed(state, text[i]);
-  return state;
-}
 
 /** The state after one more character, or null when it cannot continue a matching value. */
 export function feed(state: JsonState, c: string): JsonState | null {
@@ -529,7 +533,7 @@ function finishObject(f: ObjectFrame): string {
 const minimalCache = new WeakMap<SchemaNode, string>();
 
 /** The shortest JSON text of a value matching the node. */
-export function minimal(node: SchemaNode): string {
+function minimal(node: SchemaNode): string {
   const cached = minimalCache.get(node);
   if (cached !== undefined) return cached;
   let text: string;

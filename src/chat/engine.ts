@@ -14,9 +14,9 @@
  * on what else is in the batch (up to float rounding in the matrix products).
  */
 import { Tensor } from "@huggingface/transformers";
-import type { ChatStep, FinishReason, OutputFormat } from "./chat-types.js";
-import { TokenSampler, type SamplingParams } from "./chat-sampler.js";
-import { StreamingDetokenizer, type Decode } from "./chat-text.js";
+import type { ChatStep, FinishReason, OutputFormat } from "./types.js";
+import { TokenSampler, type SamplingParams } from "./sampler.js";
+import { StreamingDetokenizer, type Decode } from "./text.js";
 
 /** What one sequence asks for. Token ids are plain numbers so the request crosses threads cheaply. */
 export interface GenerationRequest {
