@@ -10,6 +10,7 @@ import { formatOverheadTable, runOverhead } from "./overhead.js";
 import { classifierServingConfig, resolvePrecision } from "./serving-config.js";
 import { cell, formatTable } from "./table.js";
 import { cliFlags, readCliOptions } from "../server/options.js";
+import { describeCpu } from "../runtime/cpu-features.js";
 
 const SHARED_FLAGS = Object.fromEntries(
   Object.entries(cliFlags(["endpoint", "server", "app"])).filter(([flag]) =>
@@ -167,7 +168,12 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
 
 export async function runBenchCli(argv: string[]): Promise<unknown> {
   const [kind, ...rest] = argv;
-  if (kind && selfParsing[kind] && !rest.includes("--help")) return (await selfParsing[kind]())(rest);
+  // Every figure below is read with the machine it came from: the CPU line heads each command's tables.
+  const cpuLine = () => console.log(`CPU: ${describeCpu()}`);
+  if (kind && selfParsing[kind] && !rest.includes("--help")) {
+    cpuLine();
+    return (await selfParsing[kind]())(rest);
+  }
   const run = kind ? kinds[kind] : undefined;
   if (!run || rest.includes("--help")) {
     console.log(usage);
@@ -201,6 +207,7 @@ export async function runBenchCli(argv: string[]): Promise<unknown> {
     },
   });
   console.error(`bench ${kind} on ${machineSummary(machineInfo())}`);
+  cpuLine();
   const shared = readCliOptions(values as Record<string, string | boolean | undefined>, ["endpoint", "server", "app"], {});
   const result = await run({
     ...values,

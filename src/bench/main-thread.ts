@@ -5,6 +5,7 @@ import { runLoad } from "./load.js";
 import { noopApi } from "./noop-api.js";
 import { startServerProcess } from "./server-process.js";
 import { cell, formatTable } from "./table.js";
+import { readMainThreadCpuMicros } from "./usage.js";
 
 /**
  * `bench main-thread`: what the server's main thread spends per request, piece by piece. The no-op model is served
@@ -89,11 +90,11 @@ export async function runMainThreadBench(options: MainThreadOptions = {}): Promi
   }
 }
 
-/** utime + stime of a process's main thread (its task id is the pid), in µs. */
+/** The server's main thread's CPU time, µs; a server that cannot be read has nothing to report. */
 function mainThreadCpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
-  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+  const micros = readMainThreadCpuMicros(pid);
+  if (micros === null) throw new Error(`cannot read the main thread's CPU time of process ${pid} (/proc needed)`);
+  return micros;
 }
 
 interface CpuProfile {

@@ -47,7 +47,12 @@ export interface PerformanceReport {
   /** Served at c=64 with the JPEG as the raw body (`image/jpeg`): the median round. */
   servedBinary: LoadResult | null;
   /** Every round at c=64, in the order run (json, binary, json, binary…). */
-  rounds: { body: BodyForm; requestsPerSecond: number; errorCount: number; serverRssMiB: number | null }[];
+  rounds: { body: BodyForm; requestsPerSecond: number; errorCount: number; serverRssMiB: number | null; mainThreadCpuMicrosPerRequest?: number | null }[];
+  /**
+   * The server's main thread's CPU per image at c=64, µs, median over the rounds of each body form (null where /proc
+   * could not be read). Raw ÷ base64 compares two bodies on the same server in one run: a ratio for the code.
+   */
+  mainThreadMicrosPerImage?: { json: number | null; binary: number | null };
   /** Peak resident memory of the server's process tree over all c=64 rounds, MiB. */
   serverRssMiB: number | null;
   /** c=1, requests alternating between two servers (batching off, batching on) so both see the same machine. */
@@ -158,7 +163,9 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
           requestsPerSecond: level.requestsPerSecond,
           errorCount: level.errorCount,
           serverRssMiB: level.usage.serverRssMiB ?? null,
+          mainThreadCpuMicrosPerRequest: level.usage.mainThreadCpuMicrosPerRequest ?? null,
         })),
+        mainThreadMicrosPerImage: { json: medianMainThread(levels, "json"), binary: medianMainThread(levels, "binary") },
         serverRssMiB: rssValues.length ? Math.max(...rssValues) : null,
         lone: { batchingOffP50Ms: summarize(offMs).p50, batchingOnP50Ms: summarize(onMs).p50, requestsEach },
       };
@@ -184,6 +191,11 @@ async function modelMsPerImageAtBatch64(precision: Precision, runs: number): Pro
   } finally {
     await session.release();
   }
+}
+
+function medianMainThread(levels: { body: BodyForm; level: ApiBenchLevel }[], body: BodyForm): number | null {
+  const values = levels.filter((l) => l.body === body).map((l) => l.level.usage.mainThreadCpuMicrosPerRequest).filter((v): v is number => typeof v === "number");
+  return values.length ? summarize(values).p50 : null;
 }
 
 /** Median ms of each piece of work, taking turns so that drifting machine load hits each the same. */

@@ -14,7 +14,8 @@ import { withServerProcess } from "./server-process.js";
 import { classifierServingConfig } from "./serving-config.js";
 import { shorten, type ConfigResult, type SuiteConfig, type SuiteResults } from "./suite-results.js";
 import { cell, formatTable } from "./table.js";
-import { evaluateTargets, formatTargetsTable, type Target } from "./targets.js";
+import { SUITE_TARGETS } from "./suite-targets.js";
+import { evaluateTargets, formatTargetsTable } from "./targets.js";
 
 /**
  * `bench suite` (`npm run bench`): the seed's sequence of server configurations, each measured three ways — the raw
@@ -42,105 +43,7 @@ export interface SuiteOptions {
 }
 
 export type { ConfigResult, SuiteConfig, SuiteResults } from "./suite-results.js";
-
-/** Reference figure from the seed: its served images/s at c=64, which batchwise should beat by half. */
-const SEED_SERVED_IMAGES_PER_SECOND = 137;
-
-/** LitServe v0.2.17's best no-op req/s at c=64 on this machine kind (issue 14: 1,000–1,450; the upper end). */
-const LITSERVE_NOOP_REQUESTS_PER_SECOND = 1450;
-
-const c64 = (report: OverheadReport | null) => report?.rows.find((row) => row.concurrency === 64)?.batchwise.requestsPerSecond ?? null;
-
-/**
- * The targets table (issue 14's thresholds). Each row reads its value from the results, so a new target is one more
- * entry here; a figure the run could not measure reads "not measured", never a pass.
- */
-export const SUITE_TARGETS: Target<SuiteResults>[] = [
-  {
-    name: "binary ÷ base64 JSON img/s at c=64 (npm start config)",
-    unit: "×",
-    // a binary round with errors (a server that refuses raw bodies answers 415) is not a measurement
-    measure: (r) => (r.performance?.servedBinary && r.performance.servedBinary.errorCount === 0 ? r.performance.servedBinary.requestsPerSecond / r.performance.served.requestsPerSecond : null),
-    op: ">=",
-    threshold: 1.15,
-    note: "the JPEG as an image/jpeg body vs {\"image\": base64}, alternating rounds on one server",
-  },
-  {
-    name: "served ÷ pipeline limit at c=64 (npm start config)",
-    unit: "×",
-    measure: (r) => (r.performance ? r.performance.served.requestsPerSecond / r.performance.pipelineImagesPerSecond : null),
-    op: ">=",
-    threshold: 0.95,
-    note: "what HTTP + JSON + queueing cost; pipeline = same workers, threads, precision, ≥ 1,024 images after warm-up",
-  },
-  {
-    name: "served ÷ pipeline limit at c=64, raw JPEG bodies",
-    unit: "×",
-    measure: (r) =>
-      r.performance?.servedBinary && r.performance.servedBinary.errorCount === 0 && r.performance.pipelineBinary
-        ? r.performance.servedBinary.requestsPerSecond / r.performance.pipelineBinary.imagesPerSecond
-        : null,
-    op: ">=",
-    threshold: 0.95,
-    note: "the same for an image/jpeg body: the pipeline's requests are the JPEG's bytes (an Upload)",
-  },
-  {
-    name: "preprocessing per image (darknet_dog.jpg, one core)",
-    unit: "ms",
-    measure: (r) => r.performance?.preprocessMs ?? null,
-    op: "<=",
-    threshold: 2.5,
-    note: "JPEG bytes → decode → resize 256 → crop 224 → normalised NCHW",
-  },
-  {
-    name: "model per image, batch of 64 as a worker runs it, one thread",
-    unit: "ms",
-    measure: (r) => r.performance?.modelMsPerImage ?? null,
-    op: "<=",
-    threshold: 2.5,
-    note: `onnxruntime alone, random input, npm start's precision, in chunks of ${DEFAULT_CHUNK_SIZE} (src/runtime/chunked-run.ts)`,
-  },
-  {
-    name: "server RSS under c=64 load (npm start config)",
-    unit: "MiB",
-    measure: (r) => r.performance?.serverRssMiB ?? null,
-    op: "<=",
-    threshold: 400,
-    note: "peak of the server process tree, sampled every 100 ms during the c=64 rounds",
-  },
-  {
-    name: "served images/s at c=64 (npm start config, base64 JSON)",
-    unit: "img/s",
-    measure: (r) => r.performance?.served.requestsPerSecond ?? null,
-    op: ">=",
-    threshold: 1.5 * SEED_SERVED_IMAGES_PER_SECOND,
-    note: `1.5 × the seed's ${SEED_SERVED_IMAGES_PER_SECOND}`,
-  },
-  {
-    name: "lone request p50, batching on − off (c=1)",
-    unit: "ms",
-    measure: (r) => (r.performance ? r.performance.lone.batchingOnP50Ms - r.performance.lone.batchingOffP50Ms : null),
-    op: "<=",
-    threshold: 1,
-    note: "a lone request must not wait for batchTimeout (10 ms)",
-  },
-  {
-    name: "no-op API req/s at c=64, npm start's batching and workers",
-    unit: "req/s",
-    measure: (r) => c64(r.overhead),
-    op: ">=",
-    threshold: 10 * LITSERVE_NOOP_REQUESTS_PER_SECOND,
-    note: `10 × LitServe's best no-op (${LITSERVE_NOOP_REQUESTS_PER_SECOND} req/s, issue 14)`,
-  },
-  {
-    name: "no-op API req/s at c=64, batching off",
-    unit: "req/s",
-    measure: (r) => c64(r.overheadBatchingOff),
-    op: ">=",
-    threshold: 5 * LITSERVE_NOOP_REQUESTS_PER_SECOND,
-    note: `5 × LitServe's best no-op (${LITSERVE_NOOP_REQUESTS_PER_SECOND} req/s, issue 14)`,
-  },
-];
+export { SUITE_TARGETS } from "./suite-targets.js";
 
 export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteResults; reportDir: string }> {
   const quick = options.quick ?? false;
@@ -287,7 +190,7 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
 
 /** Everything a terminal reader wants at the end: per-config tables, overhead, targets. */
 export function formatSuiteSummary(results: SuiteResults): string {
-  const parts: string[] = [];
+  const parts: string[] = [`CPU: ${results.machine.cpu}`];
   parts.push(
     formatTable(
       ["config", "baseline b64 img/s", "pipeline img/s", "decode ms/img", "served c=1 req/s", "served c=64 req/s", "c=1 p50 ms", "errors"],
@@ -321,10 +224,10 @@ export function formatSuiteSummary(results: SuiteResults): string {
         `  preprocessing ${cell(p.preprocessMs, 2)} ms/img from bytes, ${cell(p.preprocessBase64Ms, 2)} from base64 · model ${cell(p.modelMsPerImage, 2)} ms/img (batch 64 in chunks of ${DEFAULT_CHUNK_SIZE}, 1 thread; ${cell(p.modelOneRunMsPerImage, 2)} as one run)\n` +
         `  pipeline limit ${cell(p.pipelineImagesPerSecond)} img/s from base64, ${cell(p.pipelineBinary?.imagesPerSecond)} from bytes (${p.pipeline.images} images each) · ${served("served c=64 JSON", p.served)} · ${served("binary", p.servedBinary)}\n` +
         `  rounds: ${p.rounds.map((r) => `${r.body} ${cell(r.requestsPerSecond)}${r.errorCount ? ` (${r.errorCount} errors)` : ""}`).join(", ")} · server RSS peak ${cell(p.serverRssMiB, 0)} MiB\n` +
-        `  lone p50 off/on ${cell(p.lone.batchingOffP50Ms, 2)} / ${cell(p.lone.batchingOnP50Ms, 2)} ms`,
+        `  main thread per image base64/raw ${cell(p.mainThreadMicrosPerImage?.json, 0)} / ${cell(p.mainThreadMicrosPerImage?.binary, 0)} µs · lone p50 off/on ${cell(p.lone.batchingOffP50Ms, 2)} / ${cell(p.lone.batchingOnP50Ms, 2)} ms`,
     );
   }
-  parts.push(`targets\n${formatTargetsTable(results.targets)}`);
+  parts.push(`targets\n${formatTargetsTable(results.targets, results.machine.cpu)}`);
   return parts.join("\n\n");
 }
 

@@ -162,6 +162,20 @@ export function readProcessTicks(pid: number): number | null {
 }
 
 /**
+ * CPU time (utime + stime) of a process's main thread in µs — its task whose id is the pid, so worker threads and
+ * libuv's pool do not count — or null when it cannot be read. What one HTTP thread can serve is bounded by it.
+ */
+export function readMainThreadCpuMicros(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / (ticksPerSecond ??= clockTicksPerSecond());
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Resident memory of a process and all its descendants (from /proc/<pid>/status VmRSS, children from
  * /proc/<pid>/task/<tid>/children), in MiB; null when the process cannot be read. Worker threads share their
  * process's memory, so a batchwise server's workers are in its own figure; child processes are added.
@@ -224,6 +238,8 @@ export function readMachineTicks(): MachineTicks | null {
     return null;
   }
 }
+
+let ticksPerSecond: number | undefined;
 
 function clockTicksPerSecond(): number {
   try {
