@@ -9,10 +9,10 @@
  * The keep-alive timeout is longer than a run so the idle connections stay open through it.
  */
 import { parseArgs } from "node:util";
-import { busyClients, fdCount, openIdleConnections } from "../src/bench/connection-storm.js";
-import { noopApi } from "../src/bench/noop-api.js";
-import { startServerProcess } from "../src/bench/server-process.js";
-import { percentile } from "../src/bench/stats.js";
+import { busyClients, fdCount, openIdleConnections } from "../src/bench/load/connection-storm.js";
+import { noopApi } from "../src/bench/servers/noop-api.js";
+import { startServerProcess } from "../src/bench/servers/server-process.js";
+import { percentile } from "../src/bench/load/stats.js";
 
 const { values } = parseArgs({
   options: {

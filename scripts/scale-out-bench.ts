@@ -7,7 +7,7 @@
  *   node --import tsx scripts/scale-out-bench.ts [--rounds 2] [--requests 480] [--concurrency 32] [--form binary|json (default: binary if the server takes raw images)]
  */
 import { parseArgs } from "node:util";
-import { defaultImagesDir, imagePayloads, listImages, runLoad, type BodyForm, type LoadResult } from "../src/bench/load.js";
+import { defaultImagesDir, imagePayloads, listImages, runLoad, type BodyForm, type LoadResult } from "../src/bench/load/load.js";
 import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica } from "./haproxy/cluster.js";
 
 const { values } = parseArgs({

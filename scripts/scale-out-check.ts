@@ -13,8 +13,8 @@
  *   node --import tsx scripts/scale-out-check.ts [--concurrency 32] [--watchdog-seconds 600]
  */
 import { parseArgs } from "node:util";
-import { defaultImagesDir, imagePayloads, listImages } from "../src/bench/load.js";
-import { summarize } from "../src/bench/stats.js";
+import { defaultImagesDir, imagePayloads, listImages } from "../src/bench/load/load.js";
+import { summarize } from "../src/bench/load/stats.js";
 import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica, sleep } from "./haproxy/cluster.js";
 import { startLoad, type RequestRecord, type RunningLoad } from "./haproxy/load.js";
 

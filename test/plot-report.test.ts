@@ -6,15 +6,15 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import type { ApiBenchLevel } from "../src/bench/api-bench.js";
-import { machineInfo, machineSummary } from "../src/bench/machine.js";
-import { reportHtml, reportSections, writeReport } from "../src/bench/report.js";
-import { summarize } from "../src/bench/stats.js";
-import { formatSuiteSummary, SUITE_TARGETS, type SuiteResults } from "../src/bench/suite.js";
-import { evaluateTargets } from "../src/bench/targets.js";
+import type { ApiBenchLevel } from "../src/bench/runs/api-bench.js";
+import { machineInfo, machineSummary } from "../src/bench/load/machine.js";
+import { reportHtml, reportSections, writeReport } from "../src/bench/report/report.js";
+import { summarize } from "../src/bench/load/stats.js";
+import { formatSuiteSummary, SUITE_TARGETS, type SuiteResults } from "../src/bench/runs/suite.js";
+import { evaluateTargets } from "../src/bench/report/targets.js";
 import { cpuFeatures, describeCpu } from "../src/runtime/cpu-features.js";
-import { displayFigure, escapeHtml, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/plot/plotly.js";
-import { findChromium } from "../src/plot/png.js";
+import { displayFigure, escapeHtml, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/bench/report/figures/plotly.js";
+import { findChromium } from "../src/bench/report/figures/png.js";
 
 const CHARTS = [
   "throughput-vs-batch-size",

@@ -2,13 +2,13 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { PrecisionChoice } from "../api.js";
-import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
-import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
-import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load.js";
-import { machineInfo, machineSummary } from "./machine.js";
-import { formatOverheadTable, runOverhead } from "./overhead.js";
-import { classifierServingConfig, resolvePrecision } from "./serving-config.js";
-import { cell, formatTable } from "./table.js";
+import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./runs/api-bench.js";
+import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./runs/baseline.js";
+import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load/load.js";
+import { machineInfo, machineSummary } from "./load/machine.js";
+import { formatOverheadTable, runOverhead } from "./runs/overhead.js";
+import { classifierServingConfig, resolvePrecision } from "./servers/serving-config.js";
+import { cell, formatTable } from "./report/table.js";
 import { cliFlags, readCliOptions } from "../server/options.js";
 import { describeCpu } from "../runtime/cpu-features.js";
 
@@ -47,8 +47,8 @@ const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
 
 /** Kinds whose modules parse their own flags (and --json): the whole argv goes to them. */
 const selfParsing: Record<string, () => Promise<(argv: string[]) => Promise<unknown>>> = {
-  llm: async () => (await import("./llm.js")).runBenchLlmCli,
-  stream: async () => (await import("./stream-overhead.js")).runStreamBenchCli,
+  llm: async () => (await import("./runs/llm.js")).runBenchLlmCli,
+  stream: async () => (await import("./runs/stream-overhead.js")).runStreamBenchCli,
 };
 
 type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -69,7 +69,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async precision(flags) {
-    const { runPrecisionBench, formatPrecisionTable } = await import("./precision.js");
+    const { runPrecisionBench, formatPrecisionTable } = await import("./runs/precision.js");
     const report = await runPrecisionBench({
       quick: flags.quick === true || process.env.BATCHWISE_QUICK === "1",
       threads: intFlag(flags.threads),
@@ -92,7 +92,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
     const workers = intFlag(flags.workers) ?? serving.workers;
     const { imageClassifier } = await import("../apps/image-classifier.js");
     const requests = (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown);
-    const { runPipeline } = await import("./pipeline.js");
+    const { runPipeline } = await import("./runs/pipeline.js");
     const report = await runPipeline({
       source: imageClassifier({ precision }),
       requests,
@@ -141,7 +141,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async "main-thread"(flags) {
-    const { runMainThreadBench, formatMainThreadTable } = await import("./main-thread.js");
+    const { runMainThreadBench, formatMainThreadTable } = await import("./runs/main-thread.js");
     const maxBatchSize = intFlag(flags["max-batch-size"]) ?? 64;
     const report = await runMainThreadBench({
       concurrency: intFlag(flags.concurrency),
@@ -154,7 +154,7 @@ const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
   },
 
   async suite(flags) {
-    const { runSuite, formatSuiteSummary } = await import("./suite.js");
+    const { runSuite, formatSuiteSummary } = await import("./runs/suite.js");
     const quick = flags.quick === true || process.env.BATCHWISE_QUICK === "1";
     const { results, reportDir } = await runSuite({
       quick,

@@ -1,21 +1,21 @@
 import path from "node:path";
-import { imageClassifier } from "../apps/image-classifier.js";
-import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
-import { availableCores } from "../runtime/device.js";
+import { imageClassifier } from "../../apps/image-classifier.js";
+import { DEFAULT_CHUNK_SIZE } from "../../runtime/chunked-run.js";
+import { availableCores } from "../../runtime/device.js";
 import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY, type ApiBenchReport } from "./api-bench.js";
 import { DEFAULT_BATCH_SIZES, runBaseline, type BaselineReport } from "./baseline.js";
-import { imageBodies, listImages } from "./load.js";
-import { machineInfo, machineSummary } from "./machine.js";
+import { imageBodies, listImages } from "../load/load.js";
+import { machineInfo, machineSummary } from "../load/machine.js";
 import { formatOverheadTable, runOverhead, type OverheadReport } from "./overhead.js";
 import { measurePerformance, type PerformanceReport } from "./performance.js";
 import { runPipeline } from "./pipeline.js";
-import { writeReport } from "./report.js";
-import { withServerProcess } from "./server-process.js";
-import { classifierServingConfig } from "./serving-config.js";
+import { writeReport } from "../report/report.js";
+import { withServerProcess } from "../servers/server-process.js";
+import { classifierServingConfig } from "../servers/serving-config.js";
 import { shorten, type ConfigResult, type SuiteConfig, type SuiteResults } from "./suite-results.js";
-import { cell, formatTable } from "./table.js";
+import { cell, formatTable } from "../report/table.js";
 import { SUITE_TARGETS } from "./suite-targets.js";
-import { evaluateTargets, formatTargetsTable } from "./targets.js";
+import { evaluateTargets, formatTargetsTable } from "../report/targets.js";
 
 /**
  * `bench suite` (`npm run bench`): the seed's sequence of server configurations, each measured three ways — the raw

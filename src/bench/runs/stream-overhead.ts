@@ -7,10 +7,10 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ModelAPI, type ApiSource, type PredictContext } from "../api.js";
-import type { ChatCompletionRequest, ChatStep } from "../specs/openai.js";
+import { ModelAPI, type ApiSource, type PredictContext } from "../../api.js";
+import type { ChatCompletionRequest, ChatStep } from "../../specs/openai.js";
 import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, warmUpServer, type LlmLevelResult } from "./llm.js";
-import { cell, formatTable } from "./table.js";
+import { cell, formatTable } from "../report/table.js";
 
 export interface TokenStreamOptions {
   /** Wait between tokens (ms); 0 = as fast as the pipeline takes them. */

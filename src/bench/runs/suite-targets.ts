@@ -1,7 +1,7 @@
-import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
+import { DEFAULT_CHUNK_SIZE } from "../../runtime/chunked-run.js";
 import type { OverheadReport } from "./overhead.js";
 import type { SuiteResults } from "./suite-results.js";
-import type { Target } from "./targets.js";
+import type { Target } from "../report/targets.js";
 
 /**
  * The suite's targets (issue 14's thresholds, made ratios in issue 25). Wherever the run measures a baseline beside

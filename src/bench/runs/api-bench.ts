@@ -1,6 +1,6 @@
-import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
-import { cell, formatTable } from "./table.js";
-import { readMainThreadCpuMicros, withUsage, type UsagePoint } from "./usage.js";
+import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "../load/load.js";
+import { cell, formatTable } from "../report/table.js";
+import { readMainThreadCpuMicros, withUsage, type UsagePoint } from "../load/usage.js";
 
 /**
  * `bench api`: the served throughput and latency of a running server at several concurrency levels, with the

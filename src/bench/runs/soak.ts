@@ -19,14 +19,14 @@ import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
-import { imageClassifier } from "../apps/image-classifier.js";
-import type { PrecisionChoice } from "../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../apps/image-classifier.js";
-import { availableCores } from "../runtime/device.js";
-import { defaultImagesDir, imageBodies, listImages } from "./load.js";
-import { startServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
-import { percentile } from "./stats.js";
+import { imageClassifier } from "../../apps/image-classifier.js";
+import type { PrecisionChoice } from "../../api.js";
+import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../../apps/image-classifier.js";
+import { availableCores } from "../../runtime/device.js";
+import { defaultImagesDir, imageBodies, listImages } from "../load/load.js";
+import { startServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
+import { percentile } from "../load/stats.js";
 
 export interface SoakOptions {
   minutes: number;

@@ -1,8 +1,8 @@
-import type { Precision, PrecisionChoice } from "../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS } from "../apps/image-classifier.js";
-import { availableCores } from "../runtime/device.js";
-import { resolveModel } from "../runtime/models.js";
-import { listVariants, pickAutoPrecision, PRECISIONS } from "../runtime/precision.js";
+import type { Precision, PrecisionChoice } from "../../api.js";
+import { CLASSIFIER_SERVING_DEFAULTS } from "../../apps/image-classifier.js";
+import { availableCores } from "../../runtime/device.js";
+import { resolveModel } from "../../runtime/models.js";
+import { listVariants, pickAutoPrecision, PRECISIONS } from "../../runtime/precision.js";
 
 /**
  * What `npm start` serves by default, read from the classifier's serving defaults (the values `serve classifier`

@@ -1,11 +1,11 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { runLoad } from "./load.js";
-import { noopApi } from "./noop-api.js";
-import { startServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
-import { readMainThreadCpuMicros } from "./usage.js";
+import { runLoad } from "../load/load.js";
+import { noopApi } from "../servers/noop-api.js";
+import { startServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
+import { readMainThreadCpuMicros } from "../load/usage.js";
 
 /**
  * `bench main-thread`: what the server's main thread spends per request, piece by piece. The no-op model is served

@@ -1,9 +1,9 @@
-import type { LoadResult } from "./load.js";
+import type { LoadResult } from "../load/load.js";
 import { runApiBench, DEFAULT_CONCURRENCY, type ApiBenchLevel } from "./api-bench.js";
-import { noopApi } from "./noop-api.js";
-import { startServerProcess } from "./server-process.js";
-import type { ChildServerConfig } from "./serve-child.js";
-import { cell, formatTable } from "./table.js";
+import { noopApi } from "../servers/noop-api.js";
+import { startServerProcess } from "../servers/server-process.js";
+import type { ChildServerConfig } from "../servers/serve-child.js";
+import { cell, formatTable } from "../report/table.js";
 
 /**
  * `bench overhead`: what batchwise costs per request with no model in the way. The same JSON body goes to (a) a

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
-import { cpuFeatures, describeCpu } from "../runtime/cpu-features.js";
+import { cpuFeatures, describeCpu } from "../../runtime/cpu-features.js";
 import { hasNvidiaSmi } from "./usage.js";
 
 /** What a benchmark ran on: without it, a number in a results file cannot be compared with anything. */
@@ -91,10 +91,10 @@ function gpus(): MachineInfo["gpus"] {
   }
 }
 
-/** This package's version: package.json sits two levels above both src/bench/ and dist/bench/. */
+/** This package's version: package.json sits three levels above both src/bench/load/ and dist/bench/load/. */
 function ownVersion(): string | null {
   try {
-    return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version ?? null;
+    return JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")).version ?? null;
   } catch {
     return null;
   }

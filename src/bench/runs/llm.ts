@@ -15,16 +15,16 @@
  */
 import { parseArgs } from "node:util";
 import { StringDecoder } from "node:string_decoder";
-import { HttpConnection, requestHead } from "./http-connection.js";
-import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../apps/chat.js";
-import { Cancellation, requestContext } from "../server/cancellation.js";
-import type { ServerOptions } from "../server/server.js";
-import { availableCores } from "../runtime/device.js";
-import type { ChatStep } from "../apps/chat-types.js";
-import { parseChatRequest } from "../specs/openai.js";
-import { startServerProcess, type ServerProcess } from "./server-process.js";
-import { percentile, ratePerSecond } from "./stats.js";
-import { cell, formatTable } from "./table.js";
+import { HttpConnection, requestHead } from "../load/http-connection.js";
+import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../../apps/chat.js";
+import { Cancellation, requestContext } from "../../server/cancellation.js";
+import type { ServerOptions } from "../../server/server.js";
+import { availableCores } from "../../runtime/device.js";
+import type { ChatStep } from "../../apps/chat-types.js";
+import { parseChatRequest } from "../../specs/openai.js";
+import { startServerProcess, type ServerProcess } from "../servers/server-process.js";
+import { percentile, ratePerSecond } from "../load/stats.js";
+import { cell, formatTable } from "../report/table.js";
 
 export interface BenchLlmOptions {
   /** A running server's base URL; without it a server for `model` is started in a child process. */

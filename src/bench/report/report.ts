@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
+import { DEFAULT_CHUNK_SIZE } from "../../runtime/chunked-run.js";
 import {
   escapeHtml,
   latencyPercentiles,
@@ -10,10 +10,10 @@ import {
   usageByConcurrency,
   usageOverTime,
   type PageSection,
-} from "../plot/plotly.js";
-import { ChromiumNotFoundError, renderFigurePng } from "../plot/png.js";
-import { machineSummary } from "./machine.js";
-import { shorten, type SuiteResults } from "./suite-results.js";
+} from "./figures/plotly.js";
+import { ChromiumNotFoundError, renderFigurePng } from "./figures/png.js";
+import { machineSummary } from "../load/machine.js";
+import { shorten, type SuiteResults } from "../runs/suite-results.js";
 import { cell } from "./table.js";
 
 /**

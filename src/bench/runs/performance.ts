@@ -1,19 +1,19 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import type { Precision } from "../api.js";
-import { imageClassifier } from "../apps/image-classifier.js";
-import { Upload } from "../server/upload.js";
-import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../apps/image-preprocess.js";
+import type { Precision } from "../../api.js";
+import { imageClassifier } from "../../apps/image-classifier.js";
+import { Upload } from "../../server/upload.js";
+import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../../apps/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
-import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
-import { createSession, settingsFor } from "../runtime/onnx.js";
+import { DEFAULT_CHUNK_SIZE, runChunked } from "../../runtime/chunked-run.js";
+import { createSession, settingsFor } from "../../runtime/onnx.js";
 import { DEFAULT_BASELINE_MODEL, modelFile } from "./baseline.js";
-import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
-import { HttpConnection, requestHead } from "./http-connection.js";
+import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "../load/load.js";
+import { HttpConnection, requestHead } from "../load/http-connection.js";
 import { runPipeline, type PipelineReport } from "./pipeline.js";
-import { startServerProcess, withServerProcess, type ServerProcess } from "./server-process.js";
-import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "./serving-config.js";
-import { msSince, summarize } from "./stats.js";
+import { startServerProcess, withServerProcess, type ServerProcess } from "../servers/server-process.js";
+import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "../servers/serving-config.js";
+import { msSince, summarize } from "../load/stats.js";
 
 /**
  * The classifier path's performance figures, each measured on ONE photo (the seed's 768×576 JPEG by default) so they

@@ -3,22 +3,22 @@ import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Precision } from "../api.js";
-import { imageClassifier, ImageClassifierAPI } from "../apps/image-classifier.js";
-import { normalizeInto } from "../apps/image-preprocess.js";
-import { loadClassNames, softmaxRows } from "../apps/labels.js";
-import { availableCores } from "../runtime/device.js";
-import { resolveModel } from "../runtime/models.js";
-import { ort, settingsFor, type Session } from "../runtime/onnx.js";
-import { runChunked } from "../runtime/chunked-run.js";
-import { openModel, PRECISIONS, PrecisionUnsupportedError } from "../runtime/precision.js";
+import type { Precision } from "../../api.js";
+import { imageClassifier, ImageClassifierAPI } from "../../apps/image-classifier.js";
+import { normalizeInto } from "../../apps/image-preprocess.js";
+import { loadClassNames, softmaxRows } from "../../apps/labels.js";
+import { availableCores } from "../../runtime/device.js";
+import { resolveModel } from "../../runtime/models.js";
+import { ort, settingsFor, type Session } from "../../runtime/onnx.js";
+import { runChunked } from "../../runtime/chunked-run.js";
+import { openModel, PRECISIONS, PrecisionUnsupportedError } from "../../runtime/precision.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, modelFile, runBaseline, type BaselineResult } from "./baseline.js";
-import { defaultImagesDir, listImages } from "./load.js";
-import { machineInfo, type MachineInfo } from "./machine.js";
+import { defaultImagesDir, listImages } from "../load/load.js";
+import { machineInfo, type MachineInfo } from "../load/machine.js";
 import type { MemoryChildConfig, MemoryChildResult } from "./precision-memory-child.js";
-import { withServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
+import { withServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
 
 /**
  * `bench precision`: what each precision variant of the classifier costs and buys on this machine, side by side —
@@ -338,7 +338,7 @@ async function classNamesOf(model: string): Promise<string[]> {
 function measureMemory(config: MemoryChildConfig): Promise<MemoryChildResult> {
   const fromSource = fileURLToPath(import.meta.url).endsWith(".ts");
   const entry = fileURLToPath(new URL(fromSource ? "./precision-memory-child.ts" : "./precision-memory-child.js", import.meta.url));
-  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
   const args = [...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: process.env });
   let stdout = "";

@@ -1,9 +1,9 @@
-import type { ApiSource, Device, RequestContext } from "../api.js";
-import { availableCores } from "../runtime/device.js";
-import { loadApi } from "../server/api-source.js";
-import { Cancellation, requestContext } from "../server/cancellation.js";
-import { WorkerPool } from "../server/worker-pool.js";
-import { msSince, ratePerSecond, summarize } from "./stats.js";
+import type { ApiSource, Device, RequestContext } from "../../api.js";
+import { availableCores } from "../../runtime/device.js";
+import { loadApi } from "../../server/api-source.js";
+import { Cancellation, requestContext } from "../../server/cancellation.js";
+import { WorkerPool } from "../../server/worker-pool.js";
+import { msSince, ratePerSecond, summarize } from "../load/stats.js";
 
 /**
  * `bench pipeline`: the in-process limit of the whole serving pipeline without HTTP. Exactly the server's split of
