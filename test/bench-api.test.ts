@@ -100,8 +100,8 @@ describe("bench api against a batchwise server in a child process", () => {
   it("rejects an unknown bench kind and bad flags with a clear message", async () => {
     await expect(runBenchCli(["nonsense"])).rejects.toThrow(/unknown bench kind "nonsense"/);
     await expect(runBenchCli(["api", "--concurrency", "x"])).rejects.toThrow(/whole number/);
-    await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow(/--body must be json or binary/);
-    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision \(precision must be one of auto, fp32/);
+    await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow('--body must be one of json, binary, got "base64"');
+    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision must be one of auto, fp32, .*got "fp64"/);
   });
 });
 

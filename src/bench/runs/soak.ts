@@ -16,14 +16,10 @@
  * process starts (Dockerfile ENV, the shell), so this measures whatever the environment sets.
  */
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { Pool } from "undici";
 import { imageClassifier } from "../../apps/image-classifier.js";
 import type { PrecisionChoice } from "../../api.js";
-import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../../apps/image-classifier.js";
-import { availableCores } from "../../runtime/device.js";
-import { defaultImagesDir, imageBodies, listImages } from "../load/load.js";
+import { imageBodies, listImages } from "../load/load.js";
 import { startServerProcess } from "../servers/server-process.js";
 import { cell, formatTable } from "../report/table.js";
 import { percentile } from "../load/stats.js";
@@ -254,59 +250,3 @@ export function rssMiB(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "Vm
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-const usage = `Usage: batchwise soak [--minutes 5] [--concurrency 64] [--window 30] [--warmup 60] [--images DIR]
-                      [--max-batch-size N] [--batch-timeout S] [--workers N] [--precision auto|fp32|fp16|int8]
-                      [--json FILE]
-Serves the classifier in a child process, loads it with real photos for the whole duration, and prints requests,
-errors, p50/p99 latency and server RSS per window. Exits 1 if any request failed.`;
-
-/** `npm run soak -- …` */
-export async function runSoakCli(argv: string[]): Promise<SoakReport | undefined> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      minutes: { type: "string" },
-      concurrency: { type: "string" },
-      window: { type: "string" },
-      warmup: { type: "string" },
-      images: { type: "string" },
-      "max-batch-size": { type: "string" },
-      "batch-timeout": { type: "string" },
-      workers: { type: "string" },
-      precision: { type: "string" },
-      json: { type: "string" },
-      help: { type: "boolean" },
-    },
-  });
-  if (values.help) {
-    console.log(usage);
-    return undefined;
-  }
-  const number = (name: keyof typeof values, fallback: number, min: number) => {
-    const raw = values[name];
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < min) throw new Error(`--${name} must be a number ≥ ${min}, got "${raw}"`);
-    return value;
-  };
-  const options: SoakOptions = {
-    minutes: number("minutes", 5, 0.05),
-    concurrency: Math.round(number("concurrency", 64, 1)),
-    windowSeconds: number("window", 30, 1),
-    // measured on the 2-core dev machine: RSS climbs for the first ~2 minutes of load (allocator arenas, sharp's
-    // caches, onnxruntime's buffers for each batch size), then stays level
-    warmupSeconds: number("warmup", 60, 0),
-    imagesDir: (values.images as string | undefined) ?? defaultImagesDir(),
-    maxBatchSize: Math.round(number("max-batch-size", classifierDefaults.maxBatchSize, 1)),
-    batchTimeout: number("batch-timeout", classifierDefaults.batchTimeout, 0),
-    workers: Math.round(number("workers", classifierDefaults.workers(availableCores()), 1)),
-    precision: ((values.precision as string | undefined) ?? "auto") as PrecisionChoice,
-    requestTimeoutMs: 60_000,
-  };
-  const report = await runSoak(options, (line) => console.error(`[soak] ${line}`));
-  console.log(formatSoakReport(report));
-  if (values.json) await writeFile(values.json as string, JSON.stringify(report, null, 2));
-  if (report.errors > 0) process.exitCode = 1;
-  return report;
-}

@@ -6,7 +6,6 @@
  * The server runs in a child process (see startOpenAIServerProcess), the load generator's client (./http-connection.ts) here.
  */
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { ModelAPI, type ApiSource, type PredictContext } from "../../api.js";
 import type { ChatCompletionRequest, ChatStep } from "../../specs/openai.js";
 import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, warmUpServer, type LlmLevelResult } from "./llm.js";
@@ -126,29 +125,4 @@ export function formatStreamTable(result: StreamBenchResult): string {
       ]),
     )
   );
-}
-
-/** `batchwise bench stream [--concurrency 1,8,32] [--tokens N] [--requests N] [--json FILE]` */
-export async function runStreamBenchCli(argv: string[]): Promise<StreamBenchResult> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      concurrency: { type: "string" },
-      tokens: { type: "string" },
-      requests: { type: "string" },
-      "max-batch-size": { type: "string" },
-      json: { type: "string" },
-    },
-  });
-  const result = await benchStreamOverhead({
-    concurrency: values.concurrency?.split(",").map(Number),
-    tokens: values.tokens ? Number(values.tokens) : undefined,
-    requests: values.requests ? Number(values.requests) : undefined,
-    maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
-  });
-  if (values.json) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(values.json, JSON.stringify(result, null, 2));
-  }
-  return result;
 }
