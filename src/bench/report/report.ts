@@ -85,38 +85,45 @@ export function reportSections(results: SuiteResults): PageSection[] {
       ),
     },
   ];
+  const overTime = usageOverTimeSection(served);
+  if (overTime) sections.push(overTime);
+  if (results.overhead) sections.push(overheadSection(results.overhead));
+  return sections;
+}
+
+/** Resource use over time of the busiest level of the last served configuration. */
+function usageOverTimeSection(served: SuiteResults["configs"]): PageSection | null {
   const last = served[served.length - 1];
   const busiest = last?.served!.levels[last.served!.levels.length - 1];
-  if (last && busiest) {
-    const pid = Object.keys(busiest.usage.series[0]?.processCpu ?? {})[0];
-    sections.push({
-      id: "usage-over-time",
-      figure: usageOverTime(
-        busiest.usage.series.map((p) => ({
-          t: p.t,
-          serverCpu: pid ? p.processCpu[pid] ?? null : null,
-          machineCpu: p.machineCpu,
-          gpu: p.gpuUtilization,
-          gpuMemoryMiB: p.gpuMemoryMiB,
-        })),
-        `Resource use over time: ${last.config.name}, c=${busiest.concurrency}`,
-      ),
-    });
-  }
-  if (results.overhead) {
-    const rows = results.overhead.rows;
-    sections.push({
-      id: "overhead",
-      figure: throughputVsConcurrency(
-        [
-          { name: "batchwise, no-op model", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.batchwise })) },
-          { name: "bare fastify echo", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.bareFastify })) },
-        ],
-        `Server overhead: no-op model vs bare fastify (${results.overhead.bodyBytes}-byte JSON body)`,
-      ),
-    });
-  }
-  return sections;
+  if (!last || !busiest) return null;
+  const pid = Object.keys(busiest.usage.series[0]?.processCpu ?? {})[0];
+  return {
+    id: "usage-over-time",
+    figure: usageOverTime(
+      busiest.usage.series.map((p) => ({
+        t: p.t,
+        serverCpu: pid ? p.processCpu[pid] ?? null : null,
+        machineCpu: p.machineCpu,
+        gpu: p.gpuUtilization,
+        gpuMemoryMiB: p.gpuMemoryMiB,
+      })),
+      `Resource use over time: ${last.config.name}, c=${busiest.concurrency}`,
+    ),
+  };
+}
+
+function overheadSection(overhead: NonNullable<SuiteResults["overhead"]>): PageSection {
+  const rows = overhead.rows;
+  return {
+    id: "overhead",
+    figure: throughputVsConcurrency(
+      [
+        { name: "batchwise, no-op model", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.batchwise })) },
+        { name: "bare fastify echo", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.bareFastify })) },
+      ],
+      `Server overhead: no-op model vs bare fastify (${overhead.bodyBytes}-byte JSON body)`,
+    ),
+  };
 }
 
 export function reportHtml(results: SuiteResults, sections: PageSection[]): string {

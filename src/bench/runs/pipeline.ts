@@ -1,4 +1,4 @@
-import type { ApiSource, Device, RequestContext } from "../../api.js";
+import type { ApiSource, Device, ModelAPI, RequestContext } from "../../api.js";
 import { availableCores } from "../../runtime/device.js";
 import { loadApi } from "../../server/api-source.js";
 import { Cancellation, requestContext } from "../../server/cancellation.js";
@@ -49,21 +49,8 @@ export interface PipelineReport {
 }
 
 export async function runPipeline(options: PipelineOptions): Promise<PipelineReport> {
-  const workers = options.workers ?? 1;
-  const batchSize = options.batchSize;
-  if (!(Number.isInteger(workers) && workers >= 1)) throw new RangeError(`workers must be an integer ≥ 1, got ${workers}`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`batchSize must be an integer ≥ 1`);
-  if (options.requests.length === 0) throw new RangeError("requests must not be empty");
-  // The server's rule (src/server): cores ÷ workers threads each, so the pipeline runs what the server would run.
-  const threadsPerWorker = options.threadsPerWorker ?? Math.max(1, Math.floor(availableCores() / workers));
-  if (!(Number.isInteger(threadsPerWorker) && threadsPerWorker >= 1)) throw new RangeError(`threadsPerWorker must be an integer ≥ 1, got ${threadsPerWorker}`);
-  const devices: Device[] = Array.from({ length: workers }, () => ({
-    accelerator: "cpu",
-    index: 0,
-    threads: threadsPerWorker,
-    id: "cpu",
-  }));
-
+  const { workers, batchSize, threadsPerWorker } = pipelineShape(options);
+  const devices: Device[] = Array.from({ length: workers }, () => ({ accelerator: "cpu", index: 0, threads: threadsPerWorker, id: "cpu" }));
   const api = await loadApi(options.source);
   const idleListeners: (() => void)[] = [];
   const pool = new WorkerPool({
@@ -77,79 +64,12 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
   await pool.start();
   try {
     const requestAt = (i: number) => options.requests[i % options.requests.length];
-    const decodeTimes: number[] = [];
-    for (let i = 0; i < (options.decodeSamples ?? 16); i++) {
-      const start = process.hrtime.bigint();
-      await api.decodeRequest(requestAt(i), requestContext(new Cancellation()));
-      decodeTimes.push(msSince(start));
-    }
-
-    // The server's flow without HTTP: decodes run ahead (several in flight, so libuv's pool stays busy) into a queue;
-    // whenever a worker is idle it takes up to batchSize decoded items at once (the batcher's rule: dispatch as soon
-    // as a worker is free, never wait for a full batch when one is idle). Decoding stops running ahead once a batch
-    // per worker plus one is queued, so it cannot starve inference of CPU.
-    const runBatches = async (total: number): Promise<number> => {
-      if (total <= 0) return 0;
-      type Item = { input: unknown; ctx: RequestContext; cancellation: Cancellation };
-      const queue: Item[] = [];
-      const queueLimit = batchSize * (workers + 1);
-      let nextDecode = 0;
-      let finished = 0;
-      let failures = 0;
-      let wakeDecoders: (() => void)[] = [];
-      let done!: () => void;
-      const allDone = new Promise<void>((resolve) => (done = resolve));
-      const complete = (count: number) => {
-        finished += count;
-        if (finished === total) done();
-      };
-      const pump = () => {
-        for (let runner = queue.length ? pool.take() : undefined; runner; runner = queue.length ? pool.take() : undefined) {
-          const items = queue.splice(0, batchSize);
-          const woken = wakeDecoders;
-          wakeDecoders = [];
-          woken.forEach((wake) => wake());
-          void pool.run(runner, items.map((i) => i.input), items.map((i) => i.cancellation)).then(async (outcome) => {
-            for (let k = 0; k < items.length; k++) {
-              if (outcome.errors[k] !== undefined) failures++;
-              else await api.encodeResponse(outcome.outputs[k], items[k].ctx);
-            }
-            complete(items.length);
-          }, (error: unknown) => {
-            // the runner died (a worker crash): these items failed; the pool replaces the worker
-            failures += items.length;
-            complete(items.length);
-            process.stderr.write(`pipeline: batch failed: ${(error as Error).message}\n`);
-          });
-        }
-      };
-      idleListeners.push(pump);
-      const decoder = async () => {
-        while (nextDecode < total) {
-          while (queue.length >= queueLimit) await new Promise<void>((wake) => wakeDecoders.push(wake));
-          if (nextDecode >= total) break; // another decoder took the last index while this one waited
-          const index = nextDecode++;
-          const cancellation = new Cancellation();
-          const ctx = requestContext(cancellation);
-          try {
-            queue.push({ input: await api.decodeRequest(requestAt(index), ctx), ctx, cancellation });
-          } catch {
-            failures++;
-            complete(1);
-          }
-          pump();
-        }
-      };
-      await Promise.all(Array.from({ length: DECODES_IN_FLIGHT }, decoder));
-      await allDone;
-      idleListeners.splice(idleListeners.indexOf(pump), 1);
-      return failures;
-    };
-
-    await runBatches(options.warmupImages ?? 2 * batchSize * workers);
+    const decodeTimes = await timeDecodes(api, requestAt, options.decodeSamples ?? 16);
+    const run: PipelineRun = { api, pool, idleListeners, batchSize, workers, requestAt };
+    await runBatches(run, options.warmupImages ?? 2 * batchSize * workers);
     const images = options.images ?? DEFAULT_PIPELINE_IMAGES;
     const start = process.hrtime.bigint();
-    const failures = await runBatches(images);
+    const failures = await runBatches(run, images);
     const wallSeconds = msSince(start) / 1000;
     return {
       batchSize,
@@ -164,6 +84,105 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRep
   } finally {
     await pool.close();
   }
+}
+
+/** Workers, batch size and threads per worker, checked; threads follow the server's rule unless given. */
+function pipelineShape(options: PipelineOptions): { workers: number; batchSize: number; threadsPerWorker: number } {
+  const workers = options.workers ?? 1;
+  const batchSize = options.batchSize;
+  if (!(Number.isInteger(workers) && workers >= 1)) throw new RangeError(`workers must be an integer ≥ 1, got ${workers}`);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`batchSize must be an integer ≥ 1`);
+  if (options.requests.length === 0) throw new RangeError("requests must not be empty");
+  // The server's rule (src/server): cores ÷ workers threads each, so the pipeline runs what the server would run.
+  const threadsPerWorker = options.threadsPerWorker ?? Math.max(1, Math.floor(availableCores() / workers));
+  if (!(Number.isInteger(threadsPerWorker) && threadsPerWorker >= 1)) throw new RangeError(`threadsPerWorker must be an integer ≥ 1, got ${threadsPerWorker}`);
+  return { workers, batchSize, threadsPerWorker };
+}
+
+/** decodeRequest of single images one at a time: the preprocessing cost alone, and a warm-up. */
+async function timeDecodes(api: ModelAPI, requestAt: (i: number) => unknown, samples: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const start = process.hrtime.bigint();
+    await api.decodeRequest(requestAt(i), requestContext(new Cancellation()));
+    times.push(msSince(start));
+  }
+  return times;
+}
+
+interface PipelineRun {
+  api: ModelAPI;
+  pool: WorkerPool;
+  /** Called whenever a worker becomes idle: the running batch loop's pump. */
+  idleListeners: (() => void)[];
+  batchSize: number;
+  workers: number;
+  requestAt: (i: number) => unknown;
+}
+
+/**
+ * The server's flow without HTTP: decodes run ahead (several in flight, so libuv's pool stays busy) into a queue;
+ * whenever a worker is idle it takes up to batchSize decoded items at once (the batcher's rule: dispatch as soon
+ * as a worker is free, never wait for a full batch when one is idle). Decoding stops running ahead once a batch
+ * per worker plus one is queued, so it cannot starve inference of CPU.
+ */
+async function runBatches(run: PipelineRun, total: number): Promise<number> {
+  const { api, pool, idleListeners, batchSize, workers, requestAt } = run;
+  if (total <= 0) return 0;
+  type Item = { input: unknown; ctx: RequestContext; cancellation: Cancellation };
+  const queue: Item[] = [];
+  const queueLimit = batchSize * (workers + 1);
+  let nextDecode = 0;
+  let finished = 0;
+  let failures = 0;
+  let wakeDecoders: (() => void)[] = [];
+  let done!: () => void;
+  const allDone = new Promise<void>((resolve) => (done = resolve));
+  const complete = (count: number) => {
+    finished += count;
+    if (finished === total) done();
+  };
+  const pump = () => {
+    for (let runner = queue.length ? pool.take() : undefined; runner; runner = queue.length ? pool.take() : undefined) {
+      const items = queue.splice(0, batchSize);
+      const woken = wakeDecoders;
+      wakeDecoders = [];
+      woken.forEach((wake) => wake());
+      void pool.run(runner, items.map((i) => i.input), items.map((i) => i.cancellation)).then(async (outcome) => {
+        for (let k = 0; k < items.length; k++) {
+          if (outcome.errors[k] !== undefined) failures++;
+          else await api.encodeResponse(outcome.outputs[k], items[k].ctx);
+        }
+        complete(items.length);
+      }, (error: unknown) => {
+        // the runner died (a worker crash): these items failed; the pool replaces the worker
+        failures += items.length;
+        complete(items.length);
+        process.stderr.write(`pipeline: batch failed: ${(error as Error).message}\n`);
+      });
+    }
+  };
+  idleListeners.push(pump);
+  const decoder = async () => {
+    while (nextDecode < total) {
+      while (queue.length >= queueLimit) await new Promise<void>((wake) => wakeDecoders.push(wake));
+      if (nextDecode >= total) break; // another decoder took the last index while this one waited
+      const index = nextDecode++;
+      const cancellation = new Cancellation();
+      const ctx = requestContext(cancellation);
+      try {
+        queue.push({ input: await api.decodeRequest(requestAt(index), ctx), ctx, cancellation });
+      } catch {
+        failures++;
+        complete(1);
+      }
+      pump();
+    }
+  };
+  await Promise.all(Array.from({ length: DECODES_IN_FLIGHT }, decoder));
+  await allDone;
+  idleListeners.splice(idleListeners.indexOf(pump), 1);
+  return failures;
 }
 
 export const DEFAULT_PIPELINE_IMAGES = 1024;

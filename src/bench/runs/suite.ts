@@ -49,132 +49,23 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
   const quick = options.quick ?? false;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const began = process.hrtime.bigint();
-  const progress = (line: string) => log(`[${(Number(process.hrtime.bigint() - began) / 1e9).toFixed(1).padStart(6)} s] ${line}`);
-  const settings = {
-    concurrency: DEFAULT_CONCURRENCY,
-    requestsPerLevel: quick ? 64 : 128,
-    // every level sends at least 4 waves: at c=64 one wave of 64 measures a burst and its tail, not steady state
-    waves: 4,
-    baselineRuns: quick ? 3 : 10,
-    pipelineImages: quick ? 256 : 1024,
-    imagesDir: path.resolve(options.imagesDir),
-    targetImage: path.resolve(options.imagesDir, "darknet_dog.jpg"),
-  };
-  const imageFiles = await listImages(settings.imagesDir);
-  const requests = (await imageBodies(imageFiles)).map((body) => JSON.parse(body.toString()) as unknown);
-  const cores = availableCores();
+  const seconds = () => Number(process.hrtime.bigint() - began) / 1e9;
+  const progress = (line: string) => log(`[${seconds().toFixed(1).padStart(6)} s] ${line}`);
+  const settings = suiteSettings(options.imagesDir, quick);
+  const requests = (await imageBodies(await listImages(settings.imagesDir))).map((body) => JSON.parse(body.toString()) as unknown);
   const machine = machineInfo();
   progress(`machine: ${machineSummary(machine)}${quick ? " · quick mode" : ""}`);
 
-  const baselines = new Map<string, BaselineReport>();
+  const run: SuiteRun = { quick, settings, requests, progress, baselines: new Map() };
   const configs: ConfigResult[] = [];
-  for (const config of options.configs ?? SUITE_CONFIGS) {
-    const threadsPerWorker = Math.max(1, Math.floor(cores / config.workers));
-    const result: ConfigResult = { config, threadsPerWorker, baseline: null, pipeline: null, served: null, errors: [] };
-    configs.push(result);
-    const source = imageClassifier({ precision: config.precision });
-    const step = async (what: string, work: () => Promise<void>) => {
-      try {
-        await work();
-      } catch (error) {
-        const message = `${what}: ${(error as Error).message}`;
-        result.errors.push(message); // in full in results.json; one short line in the progress and the tables
-        progress(`${config.name} · FAILED ${shorten(message)}`);
-      }
-    };
-
-    // The raw model depends only on precision and threads: measured once per pair, reused by configs that share it.
-    await step("baseline", async () => {
-      const key = `${config.precision}/${threadsPerWorker}`;
-      if (!baselines.has(key)) {
-        progress(`${config.name} · baseline ${config.precision}, ${threadsPerWorker} thread(s)`);
-        baselines.set(
-          key,
-          await runBaseline({
-            precision: config.precision,
-            threads: threadsPerWorker,
-            batchSizes: DEFAULT_BATCH_SIZES,
-            runs: settings.baselineRuns,
-            warmupRuns: quick ? 1 : 3,
-            onResult: (b) => progress(`${config.name} · baseline batch ${b.batchSize}: ${cell(b.imagesPerSecond)} img/s`),
-          }),
-        );
-      }
-      result.baseline = baselines.get(key)!;
-    });
-
-    await step("pipeline", async () => {
-      progress(`${config.name} · pipeline batch ${config.maxBatchSize}, ${config.workers} worker(s)`);
-      result.pipeline = await runPipeline({
-        source,
-        requests,
-        batchSize: config.maxBatchSize,
-        workers: config.workers,
-        images: settings.pipelineImages,
-      });
-      progress(`${config.name} · pipeline: ${cell(result.pipeline.imagesPerSecond)} img/s, decode ${cell(result.pipeline.decodeMsPerImage, 2)} ms/img`);
-    });
-
-    await step("served", async () => {
-      progress(`${config.name} · starting server`);
-      result.served = await withServerProcess(
-        {
-          kind: "batchwise",
-          options: {
-            api: source,
-            maxBatchSize: config.maxBatchSize,
-            batchTimeout: config.batchTimeout,
-            workersPerDevice: config.workers,
-          },
-        },
-        (server) =>
-          runApiBench({
-            url: server.url,
-            concurrency: settings.concurrency,
-            requests: settings.requestsPerLevel,
-            waves: settings.waves,
-            imagesDir: settings.imagesDir,
-            serverPid: server.pid,
-            onLevel: (l) =>
-              progress(
-                `${config.name} · served c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s, p50 ${cell(l.latencyMs.p50)} ms` +
-                  (l.errorCount ? `, ${l.errorCount} errors (${l.firstError})` : ""),
-              ),
-          }),
-      );
-    });
-  }
-
-  // The no-op model in npm start's configuration (batching, one worker per core), then with batching off.
-  const serving = classifierServingConfig();
-  const overheadRun = async (what: string, concurrency: number[], maxBatchSize: number, batchTimeout: number) => {
-    try {
-      progress(`overhead · no-op model (${what}) vs bare fastify`);
-      return await runOverhead({
-        concurrency,
-        requests: quick ? 5000 : 10_000, // at ~10,000 req/s, fewer read a fraction of a second of a noisy machine
-        batchwise: { maxBatchSize, batchTimeout, workersPerDevice: serving.workers },
-        onLevel: (server, l) => progress(`overhead · ${what} · ${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s`),
-      });
-    } catch (error) {
-      progress(`overhead · ${what} · FAILED ${shorten((error as Error).message)}`);
-      return null;
-    }
-  };
-  const overhead = await overheadRun("npm start's batching", DEFAULT_CONCURRENCY, serving.maxBatchSize, serving.batchTimeout);
-  const overheadBatchingOff = await overheadRun("batching off", [64], 1, 0);
-
-  let performance: PerformanceReport | null = null;
-  try {
-    performance = await measurePerformance({ quick, image: settings.targetImage, log: progress });
-  } catch (error) {
-    progress(`performance · FAILED ${shorten((error as Error).message)}`);
-  }
+  for (const config of options.configs ?? SUITE_CONFIGS) configs.push(await measureConfig(run, config));
+  const { overhead, overheadBatchingOff } = await measureOverheads(run);
+  const performance = await measurePerformanceOrNull(run);
 
   const results: SuiteResults = {
-    startedAt: new Date(Date.now() - Number(process.hrtime.bigint() - began) / 1e6).toISOString(),
+    startedAt: new Date(Date.now() - seconds() * 1000).toISOString(),
     quick,
-    durationSeconds: Number(process.hrtime.bigint() - began) / 1e9,
+    durationSeconds: seconds(),
     machine,
     settings,
     configs,
@@ -186,6 +77,127 @@ export async function runSuite(options: SuiteOptions): Promise<{ results: SuiteR
   results.targets = evaluateTargets(SUITE_TARGETS, results);
   const reportDir = await writeReport(results, options.outDir ?? "reports", progress);
   return { results, reportDir };
+}
+
+/** What every step of one suite run shares. */
+interface SuiteRun {
+  quick: boolean;
+  settings: SuiteResults["settings"];
+  /** The sample photos as base64 JSON request bodies, parsed: what the pipeline is fed. */
+  requests: unknown[];
+  progress: (line: string) => void;
+  /** The raw model depends only on precision and threads: measured once per pair, reused by configs that share it. */
+  baselines: Map<string, BaselineReport>;
+}
+
+function suiteSettings(imagesDir: string, quick: boolean): SuiteResults["settings"] {
+  return {
+    concurrency: DEFAULT_CONCURRENCY,
+    requestsPerLevel: quick ? 64 : 128,
+    // every level sends at least 4 waves: at c=64 one wave of 64 measures a burst and its tail, not steady state
+    waves: 4,
+    baselineRuns: quick ? 3 : 10,
+    pipelineImages: quick ? 256 : 1024,
+    imagesDir: path.resolve(imagesDir),
+    targetImage: path.resolve(imagesDir, "darknet_dog.jpg"),
+  };
+}
+
+/** One configuration three ways: the raw model, the in-process pipeline, the served API. A failed step is noted. */
+async function measureConfig(run: SuiteRun, config: SuiteConfig): Promise<ConfigResult> {
+  const threadsPerWorker = Math.max(1, Math.floor(availableCores() / config.workers));
+  const result: ConfigResult = { config, threadsPerWorker, baseline: null, pipeline: null, served: null, errors: [] };
+  const source = imageClassifier({ precision: config.precision });
+  const step = async (what: string, work: () => Promise<void>) => {
+    try {
+      await work();
+    } catch (error) {
+      const message = `${what}: ${(error as Error).message}`;
+      result.errors.push(message); // in full in results.json; one short line in the progress and the tables
+      run.progress(`${config.name} · FAILED ${shorten(message)}`);
+    }
+  };
+  await step("baseline", async () => {
+    result.baseline = await configBaseline(run, config, threadsPerWorker);
+  });
+  await step("pipeline", async () => {
+    run.progress(`${config.name} · pipeline batch ${config.maxBatchSize}, ${config.workers} worker(s)`);
+    result.pipeline = await runPipeline({ source, requests: run.requests, batchSize: config.maxBatchSize, workers: config.workers, images: run.settings.pipelineImages });
+    run.progress(`${config.name} · pipeline: ${cell(result.pipeline.imagesPerSecond)} img/s, decode ${cell(result.pipeline.decodeMsPerImage, 2)} ms/img`);
+  });
+  await step("served", async () => {
+    result.served = await configServed(run, config, source);
+  });
+  return result;
+}
+
+async function configBaseline(run: SuiteRun, config: SuiteConfig, threads: number): Promise<BaselineReport> {
+  const key = `${config.precision}/${threads}`;
+  const known = run.baselines.get(key);
+  if (known) return known;
+  run.progress(`${config.name} · baseline ${config.precision}, ${threads} thread(s)`);
+  const report = await runBaseline({
+    precision: config.precision,
+    threads,
+    batchSizes: DEFAULT_BATCH_SIZES,
+    runs: run.settings.baselineRuns,
+    warmupRuns: run.quick ? 1 : 3,
+    onResult: (b) => run.progress(`${config.name} · baseline batch ${b.batchSize}: ${cell(b.imagesPerSecond)} img/s`),
+  });
+  run.baselines.set(key, report);
+  return report;
+}
+
+function configServed(run: SuiteRun, config: SuiteConfig, source: ReturnType<typeof imageClassifier>): Promise<ApiBenchReport> {
+  run.progress(`${config.name} · starting server`);
+  const options = { api: source, maxBatchSize: config.maxBatchSize, batchTimeout: config.batchTimeout, workersPerDevice: config.workers };
+  return withServerProcess({ kind: "batchwise", options }, (server) =>
+    runApiBench({
+      url: server.url,
+      concurrency: run.settings.concurrency,
+      requests: run.settings.requestsPerLevel,
+      waves: run.settings.waves,
+      imagesDir: run.settings.imagesDir,
+      serverPid: server.pid,
+      onLevel: (l) =>
+        run.progress(
+          `${config.name} · served c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s, p50 ${cell(l.latencyMs.p50)} ms` +
+            (l.errorCount ? `, ${l.errorCount} errors (${l.firstError})` : ""),
+        ),
+    }),
+  );
+}
+
+/** The no-op model in npm start's configuration (batching, one worker per core), then with batching off. */
+async function measureOverheads(run: SuiteRun): Promise<{ overhead: OverheadReport | null; overheadBatchingOff: OverheadReport | null }> {
+  const serving = classifierServingConfig();
+  const overheadRun = async (what: string, concurrency: number[], maxBatchSize: number, batchTimeout: number) => {
+    try {
+      run.progress(`overhead · no-op model (${what}) vs bare fastify`);
+      return await runOverhead({
+        concurrency,
+        requests: run.quick ? 5000 : 10_000, // at ~10,000 req/s, fewer read a fraction of a second of a noisy machine
+        batchwise: { maxBatchSize, batchTimeout, workersPerDevice: serving.workers },
+        onLevel: (server, l) => run.progress(`overhead · ${what} · ${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s`),
+      });
+    } catch (error) {
+      run.progress(`overhead · ${what} · FAILED ${shorten((error as Error).message)}`);
+      return null;
+    }
+  };
+  return {
+    overhead: await overheadRun("npm start's batching", DEFAULT_CONCURRENCY, serving.maxBatchSize, serving.batchTimeout),
+    overheadBatchingOff: await overheadRun("batching off", [64], 1, 0),
+  };
+}
+
+async function measurePerformanceOrNull(run: SuiteRun): Promise<PerformanceReport | null> {
+  try {
+    return await measurePerformance({ quick: run.quick, image: run.settings.targetImage, log: run.progress });
+  } catch (error) {
+    run.progress(`performance · FAILED ${shorten((error as Error).message)}`);
+    return null;
+  }
 }
 
 /** Everything a terminal reader wants at the end: per-config tables, overhead, targets. */
