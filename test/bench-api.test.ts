@@ -93,6 +93,7 @@ describe("bench api against a batchwise server in a child process", () => {
     expect(printed[0]).toBe(`CPU: ${describeCpu()}`);
     expect(printed[1]).toMatch(/^concurrency\s+requests/);
     const written = JSON.parse(await readFile(file, "utf8"));
+    expect(written.machine.cpu).toBe(describeCpu());
     expect(written.levels).toHaveLength(1);
     expect(written.levels[0].successes + written.levels[0].errorCount).toBe(10);
   });

@@ -59,10 +59,16 @@ async function runCommand<C extends ToolkitCommand>(command: C, argv: string[]):
   const result = await (RUNNERS[command] as Runner<C>)(flags);
   const json = (flags as { json?: string }).json;
   if (json) {
-    await writeFile(json, JSON.stringify(result, null, 2));
+    await writeFile(json, JSON.stringify(withMachine(result), null, 2));
     console.error(`wrote ${json}`);
   }
   return result;
+}
+
+/** A results file says what it was measured on: the machine (its `cpu` line first) beside the figures. */
+function withMachine(result: unknown): unknown {
+  if (!result || typeof result !== "object" || Array.isArray(result) || "machine" in result) return result;
+  return { ...result, machine: machineInfo() };
 }
 
 async function runBaselineCommand(flags: Flags<"baseline">) {

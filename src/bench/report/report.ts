@@ -13,8 +13,8 @@ import {
 } from "./figures/plotly.js";
 import { ChromiumNotFoundError, renderFigurePng } from "./figures/png.js";
 import { machineSummary } from "../load/machine.js";
-import { shorten, type SuiteResults } from "../runs/suite-results.js";
-import { cell } from "./table.js";
+import type { SuiteResults } from "../runs/suite-results.js";
+import { cell, shorten } from "./table.js";
 
 /**
  * The suite's outputs in `<outDir>/<timestamp>/`: results.json (everything measured, with the machine), report.html

@@ -56,9 +56,3 @@ export interface SuiteResults {
   performance: PerformanceReport | null;
   targets: TargetOutcome[];
 }
-
-/** First line, at most 200 characters: a model-not-found message with install instructions is long. */
-export function shorten(message: string): string {
-  const line = message.split("\n")[0];
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
-}

@@ -12,8 +12,8 @@ import { runPipeline } from "./pipeline.js";
 import { writeReport } from "../report/report.js";
 import { withServerProcess } from "../servers/server-process.js";
 import { classifierServingConfig } from "../servers/serving-config.js";
-import { shorten, type ConfigResult, type SuiteConfig, type SuiteResults } from "./suite-results.js";
-import { cell, formatTable } from "../report/table.js";
+import type { ConfigResult, SuiteConfig, SuiteResults } from "./suite-results.js";
+import { cell, formatTable, shorten } from "../report/table.js";
 import { SUITE_TARGETS } from "./suite-targets.js";
 import { evaluateTargets, formatTargetsTable } from "../report/targets.js";
 
