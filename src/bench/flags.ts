@@ -22,7 +22,7 @@ interface KindValue {
   strings: string[];
 }
 
-export interface FlagDeclaration {
+interface FlagDeclaration {
   flag: string;
   kind: Kind;
   doc: string;
@@ -79,17 +79,17 @@ export const FLAGS = declareFlags({
   keepAlive: { flag: "keep-alive", kind: "number", min: 0.1, placeholder: "SECONDS", doc: "the server's keep-alive timeout" },
 });
 
-export type FlagName = keyof typeof FLAGS;
+type FlagName = keyof typeof FLAGS;
 
 type KindOf<N extends FlagName> = (typeof FLAGS)[N]["kind"];
 /** The typed value of a flag: an enum's own literals, a list's numbers… */
-export type FlagValue<N extends FlagName> = KindOf<N> extends "enum"
+type FlagValue<N extends FlagName> = KindOf<N> extends "enum"
   ? (typeof FLAGS)[N] extends { values: readonly (infer V)[] } ? V : string
   : KindValue[KindOf<N>];
 
 type CommandFlags = { [N in FlagName]?: { default?: FlagValue<N> } };
 
-export interface CommandDeclaration {
+interface CommandDeclaration {
   /** One line: what it measures. */
   doc: string;
   /** How it is run, when not `batchwise bench <name>`. */
@@ -227,7 +227,7 @@ export function parseFlags<C extends CommandName>(command: C, argv: string[], en
 }
 
 /** A flag's text as its kind's value, checked against its bounds; the error names the flag and what it wants. */
-export function parseFlagValue(d: FlagDeclaration, given: string | boolean | (string | boolean)[]): unknown {
+function parseFlagValue(d: FlagDeclaration, given: string | boolean | (string | boolean)[]): unknown {
   if (d.kind === "boolean") return given === true;
   if (d.kind === "strings") return (Array.isArray(given) ? given : [given]).map(String);
   const text = String(given);

@@ -67,6 +67,6 @@ machine-dependent targets were measured on: ${cpu}` : table;
 }
 
 /** "same-run baseline" for a ratio that holds on any machine; "machine-dependent" for an absolute figure. */
-export function targetBasis(outcome: Pick<TargetOutcome, "machineDependent">): string {
+function targetBasis(outcome: Pick<TargetOutcome, "machineDependent">): string {
   return outcome.machineDependent ? "machine-dependent" : "same-run baseline";
 }
