@@ -18,7 +18,7 @@ const commands: Record<string, () => Promise<(argv: string[]) => Promise<unknown
   serve: async () => (await import("./cli/serve.js")).runServe,
   bench: async () => (await import("./bench/cli.js")).runBenchCli,
   client: async () => (await import("./cli/client.js")).runClient,
-  soak: async () => (await import("./bench/soak.js")).runSoakCli,
+  soak: async () => (await import("./bench/cli.js")).runSoakCli,
 };
 
 async function main(argv: string[]) {

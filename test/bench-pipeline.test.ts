@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { imageClassifier } from "../src/classifier/image-classifier.js";
-import { runBaseline } from "../src/bench/baseline.js";
-import { imageBodies, listImages } from "../src/bench/load.js";
-import { runPipeline } from "../src/bench/pipeline.js";
+import { runBaseline } from "../src/bench/runs/baseline.js";
+import { imageBodies, listImages } from "../src/bench/load/load.js";
+import { runPipeline } from "../src/bench/runs/pipeline.js";
 import { noopApi } from "./fixtures/noop-api.js";
 import { imagesDir } from "./helpers/paths.js";
 

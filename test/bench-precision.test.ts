@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { formatPrecisionTable, runPrecisionBench, type PrecisionBenchReport } from "../src/bench/precision.js";
-import { precisionFigure } from "../src/plot/precision.js";
+import { formatPrecisionTable, runPrecisionBench, type PrecisionBenchReport } from "../src/bench/runs/precision.js";
+import { precisionFigure } from "../src/bench/report/figures/precision.js";
 import { imagesDir } from "./helpers/paths.js";
 
 /**

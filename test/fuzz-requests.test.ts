@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imageClassifier } from "../src/classifier/image-classifier.js";
-import { tokenStreamApi } from "../src/bench/stream-overhead.js";
+import { tokenStreamApi } from "../src/bench/runs/stream-overhead.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec } from "../src/openai/spec.js";
 import { expectCleanError, rawRequest } from "./fixtures/raw-http.js";

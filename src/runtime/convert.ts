@@ -62,7 +62,7 @@ const OPSET_STABLE_OPS = new Set([
   "Squeeze", "Unsqueeze",
 ]);
 
-export class ConversionError extends Error {
+class ConversionError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "ConversionError";

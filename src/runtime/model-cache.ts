@@ -36,7 +36,7 @@ export async function derivedModelFile(
   return file;
 }
 
-export function cacheDir(): string {
+function cacheDir(): string {
   return path.resolve(process.env.BATCHWISE_CACHE_DIR ?? path.join(os.homedir(), ".cache", "batchwise"));
 }
 

@@ -18,7 +18,7 @@ import { raiseOpset } from "./convert.js";
 import { AttributeType, DataType, decodeModel, encodeModel, toNumber, type GraphProto, type NodeProto, type TensorProto } from "./onnx-schema.js";
 
 /** Op kinds the quantizer handles; the rest of the graph stays as it is. */
-export type QuantizableKind = "depthwise" | "pointwise" | "conv" | "add" | "pool" | "gemm";
+type QuantizableKind = "depthwise" | "pointwise" | "conv" | "add" | "pool" | "gemm";
 
 /** Observed value range of a tensor (calibration output). */
 export interface Range {
@@ -126,7 +126,7 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ran
 }
 
 /** The op kind of a node the quantizer handles, or undefined for ops that stay as they are. */
-export function quantizableKind(node: NodeProto, initializers: ReadonlyMap<string, TensorProto>): QuantizableKind | undefined {
+function quantizableKind(node: NodeProto, initializers: ReadonlyMap<string, TensorProto>): QuantizableKind | undefined {
   switch (node.opType) {
     case "Conv": {
       const weight = initializers.get(node.input?.[1] ?? "");

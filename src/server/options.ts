@@ -92,7 +92,7 @@ export const ENDPOINT_DEFAULTS = {
 };
 
 const ACCELERATORS = ["auto", "cpu", "cuda", "webgpu"] as const;
-const PRECISION_CHOICES = ["auto", "fp32", "fp16", "bf16", "int8"] as const;
+export const PRECISION_CHOICES = ["auto", "fp32", "fp16", "bf16", "int8"] as const;
 
 export const OPTIONS: readonly OptionDeclaration[] = [
   // server: one per process

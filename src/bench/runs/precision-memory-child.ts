@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
-import type { Precision } from "../api/model-api.js";
-import { resolveModel } from "../runtime/models.js";
-import { ort, settingsFor } from "../runtime/onnx.js";
-import { openModel } from "../runtime/precision.js";
+import type { Precision } from "../../api/model-api.js";
+import { resolveModel } from "../../runtime/models.js";
+import { ort, settingsFor } from "../../runtime/onnx.js";
+import { openModel } from "../../runtime/precision.js";
 
 /**
  * Entry point of a memory-measuring process (started by ./precision.ts, never imported). Each precision is measured

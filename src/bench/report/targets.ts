@@ -14,6 +14,11 @@ export interface Target<R> {
   threshold: number | ((results: R) => number);
   /** How the threshold was chosen, shown beside it. */
   note?: string;
+  /**
+   * An absolute figure (ms, MiB, img/s) with no baseline measured in the same run: it passes or fails with the
+   * machine as much as with the code, so it is shown with the CPU it ran on. Ratios to a same-run baseline leave it off.
+   */
+  machineDependent?: boolean;
 }
 
 export interface TargetOutcome {
@@ -25,6 +30,8 @@ export interface TargetOutcome {
   /** null = not measured. */
   pass: boolean | null;
   note?: string;
+  /** See {@link Target.machineDependent}: read it with the results' CPU line. */
+  machineDependent: boolean;
 }
 
 export function evaluateTargets<R>(targets: Target<R>[], results: R): TargetOutcome[] {
@@ -38,19 +45,28 @@ export function evaluateTargets<R>(targets: Target<R>[], results: R): TargetOutc
     if (measured !== null && !Number.isFinite(measured)) measured = null;
     const threshold = typeof t.threshold === "function" ? t.threshold(results) : t.threshold;
     const pass = measured === null ? null : t.op === ">=" ? measured >= threshold : measured <= threshold;
-    return { name: t.name, unit: t.unit, measured, op: t.op, threshold, pass, ...(t.note ? { note: t.note } : {}) };
+    return { name: t.name, unit: t.unit, measured, op: t.op, threshold, pass, ...(t.note ? { note: t.note } : {}), machineDependent: t.machineDependent ?? false };
   });
 }
 
-export function formatTargetsTable(outcomes: TargetOutcome[]): string {
-  return formatTable(
-    ["target", "measured", "wanted", "result", { header: "note", align: "left" }],
+/** The targets, each marked by what it compares with; `cpu` (describeCpu's line) heads the machine-dependent ones. */
+export function formatTargetsTable(outcomes: TargetOutcome[], cpu?: string): string {
+  const table = formatTable(
+    ["target", "measured", "wanted", "result", { header: "basis", align: "left" }, { header: "note", align: "left" }],
     outcomes.map((o) => [
       o.name,
       `${cell(o.measured, 2)} ${o.unit}`,
       `${o.op} ${cell(o.threshold, 2)} ${o.unit}`,
       o.pass === null ? "not measured" : o.pass ? "PASS" : "FAIL",
+      targetBasis(o),
       o.note ?? "",
     ]),
   );
+  return cpu && outcomes.some((o) => o.machineDependent) ? `${table}
+machine-dependent targets were measured on: ${cpu}` : table;
+}
+
+/** "same-run baseline" for a ratio that holds on any machine; "machine-dependent" for an absolute figure. */
+function targetBasis(outcome: Pick<TargetOutcome, "machineDependent">): string {
+  return outcome.machineDependent ? "machine-dependent" : "same-run baseline";
 }

@@ -23,7 +23,7 @@ export interface Summary {
 }
 
 /** The p-th percentile (0–100) of values sorted ascending, by linear interpolation. NaN for no values. */
-export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number {
+function percentileOfSorted(sorted: ArrayLike<number>, p: number): number {
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
   const n = sorted.length;
   if (n === 0) return Number.NaN;

@@ -1,19 +1,20 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import type { Precision } from "../api/model-api.js";
-import { imageClassifier } from "../classifier/image-classifier.js";
-import { Upload } from "../api/upload.js";
-import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../classifier/image-preprocess.js";
+import type { Precision } from "../../api/model-api.js";
+import { imageClassifier } from "../../classifier/image-classifier.js";
+import { Upload } from "../../api/upload.js";
+import { decodeBase64Image, IMAGE_VALUES, normalizeInto, preprocessLevels } from "../../classifier/image-preprocess.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
-import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
-import { createSession, settingsFor } from "../runtime/onnx.js";
+import { DEFAULT_CHUNK_SIZE, runChunked } from "../../runtime/chunked-run.js";
+import { createSession, settingsFor } from "../../runtime/onnx.js";
 import { DEFAULT_BASELINE_MODEL, modelFile } from "./baseline.js";
-import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
-import { HttpConnection, requestHead } from "./http-connection.js";
+import { imagePayloads, type BodyForm, type LoadResult, type RequestPayload } from "../load/load.js";
+import { HttpConnection, requestHead } from "../load/http-connection.js";
 import { runPipeline, type PipelineReport } from "./pipeline.js";
-import { startServerProcess, withServerProcess, type ServerProcess } from "./server-process.js";
-import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "./serving-config.js";
-import { msSince, summarize } from "./stats.js";
+import type { ChildServerConfig } from "../servers/serve-child.js";
+import { startServerProcess, withServerProcess, type ServerProcess } from "../servers/server-process.js";
+import { classifierServingConfig, resolvePrecision, type ClassifierServingConfig } from "../servers/serving-config.js";
+import { msSince, summarize } from "../load/stats.js";
 
 /**
  * The classifier path's performance figures, each measured on ONE photo (the seed's 768×576 JPEG by default) so they
@@ -47,7 +48,12 @@ export interface PerformanceReport {
   /** Served at c=64 with the JPEG as the raw body (`image/jpeg`): the median round. */
   servedBinary: LoadResult | null;
   /** Every round at c=64, in the order run (json, binary, json, binary…). */
-  rounds: { body: BodyForm; requestsPerSecond: number; errorCount: number; serverRssMiB: number | null }[];
+  rounds: { body: BodyForm; requestsPerSecond: number; errorCount: number; serverRssMiB: number | null; mainThreadCpuMicrosPerRequest?: number | null }[];
+  /**
+   * The server's main thread's CPU per image at c=64, µs, median over the rounds of each body form (null where /proc
+   * could not be read). Raw ÷ base64 compares two bodies on the same server in one run: a ratio for the code.
+   */
+  mainThreadMicrosPerImage?: { json: number | null; binary: number | null };
   /** Peak resident memory of the server's process tree over all c=64 rounds, MiB. */
   serverRssMiB: number | null;
   /** c=1, requests alternating between two servers (batching off, batching on) so both see the same machine. */
@@ -69,25 +75,15 @@ const CONCURRENCY = 64;
 export async function measurePerformance(options: PerformanceOptions): Promise<PerformanceReport> {
   const quick = options.quick ?? false;
   const log = options.log ?? (() => {});
+  const counts = options.counts ?? {};
   const config = classifierServingConfig();
-  const { maxBatchSize, batchTimeout, precision, workers, threadsPerWorker } = config;
+  const { maxBatchSize, precision, workers, threadsPerWorker } = config;
   const resolvedPrecision = await resolvePrecision(DEFAULT_BASELINE_MODEL, precision);
   const source = imageClassifier({ precision });
   const bytes = await readFile(options.image);
-  const base64 = bytes.toString("base64");
 
   log(`performance · preprocessing ${path.basename(options.image)}, one image at a time`);
-  const counts = options.counts ?? {};
-  const runs = counts.preprocessRuns ?? (quick ? 100 : 300);
-  // What the server does per image: 8-bit planes on the libuv pool, then normalised into the worker's model input.
-  const modelInput = new Float32Array(IMAGE_VALUES);
-  const [preprocessMs, preprocessBase64Ms] = await interleavedMedianMs(
-    [
-      async () => normalizeInto(await preprocessLevels(bytes), modelInput),
-      async () => normalizeInto(await preprocessLevels(decodeBase64Image(base64)), modelInput),
-    ],
-    runs,
-  );
+  const [preprocessMs, preprocessBase64Ms] = await preprocessMsPerImage(bytes, counts.preprocessRuns ?? (quick ? 100 : 300));
 
   log(`performance · model alone: a batch of 64 on 1 thread, ${resolvedPrecision}, in chunks of ${DEFAULT_CHUNK_SIZE} (as a worker runs it) and as one run`);
   const [modelMsPerImage, modelOneRunMsPerImage] = await modelMsPerImageAtBatch64(resolvedPrecision, counts.modelRuns ?? (quick ? 8 : 15));
@@ -96,19 +92,70 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
   log(`performance · pipeline limit (base64 JSON, then raw bytes): batch ${maxBatchSize}, ${workers} worker(s) × ${threadsPerWorker} thread(s), ${precision}`);
   const pipelineOf = (request: unknown) =>
     runPipeline({ source, requests: [request], batchSize: maxBatchSize, workers, threadsPerWorker, images: counts.pipelineImages ?? (quick ? 1024 : 2048) });
-  const pipeline = await pipelineOf({ image: base64 });
+  const pipeline = await pipelineOf({ image: bytes.toString("base64") });
   const pipelineBinary = await pipelineOf(new Upload(bytes, "image/jpeg"));
 
   const payloads: Record<BodyForm, RequestPayload[]> = {
     json: await imagePayloads([options.image], "json"),
     binary: await imagePayloads([options.image], "binary"),
   };
-  const serverOptions = { api: source, maxBatchSize, batchTimeout, workersPerDevice: workers, threadsPerWorker };
+  const serverOptions = { api: source, maxBatchSize, batchTimeout: config.batchTimeout, workersPerDevice: workers, threadsPerWorker };
   const roundsEach = counts.roundsEach ?? (quick ? 2 : 3);
-  const requests = counts.requestsPerRound ?? (quick ? 512 : 1024);
   log(`performance · served at c=${CONCURRENCY}: ${roundsEach} rounds each of base64 JSON and binary bodies, alternating`);
-  const levels: { body: BodyForm; level: ApiBenchLevel }[] = await withServerProcess({ kind: "batchwise", options: serverOptions }, async (server) => {
-    const done: { body: BodyForm; level: ApiBenchLevel }[] = [];
+  const levels = await servedRounds(serverOptions, payloads, roundsEach, counts.requestsPerRound ?? (quick ? 512 : 1024), log);
+
+  log("performance · lone request, batching off vs on, interleaved");
+  const requestsEach = counts.loneRequests ?? (quick ? 100 : 400);
+  const [offMs, onMs] = await loneLatencies(serverOptions, payloads.json[0].body, requestsEach);
+  const rssValues = levels.map((l) => l.level.usage.serverRssMiB).filter((v): v is number => typeof v === "number");
+  return {
+    image: options.image,
+    config: { ...config, resolvedPrecision },
+    preprocessMs,
+    preprocessBase64Ms,
+    modelMsPerImage,
+    modelOneRunMsPerImage,
+    pipeline,
+    pipelineImagesPerSecond: pipeline.imagesPerSecond,
+    pipelineBinary,
+    served: medianRound(levels, "json")!,
+    servedBinary: medianRound(levels, "binary"),
+    rounds: levels.map(({ body, level }) => ({
+      body,
+      requestsPerSecond: level.requestsPerSecond,
+      errorCount: level.errorCount,
+      serverRssMiB: level.usage.serverRssMiB ?? null,
+      mainThreadCpuMicrosPerRequest: level.usage.mainThreadCpuMicrosPerRequest ?? null,
+    })),
+    mainThreadMicrosPerImage: { json: medianMainThread(levels, "json"), binary: medianMainThread(levels, "binary") },
+    serverRssMiB: rssValues.length ? Math.max(...rssValues) : null,
+    lone: { batchingOffP50Ms: summarize(offMs).p50, batchingOnP50Ms: summarize(onMs).p50, requestsEach },
+  };
+}
+
+type ServerOptions = Extract<ChildServerConfig, { kind: "batchwise" }>["options"];
+type Round = { body: BodyForm; level: ApiBenchLevel };
+
+/**
+ * What the server does per image: 8-bit planes on the libuv pool, then normalised into the worker's model input —
+ * from the JPEG's bytes and from base64, interleaved. Median ms each.
+ */
+async function preprocessMsPerImage(bytes: Buffer, runs: number): Promise<number[]> {
+  const base64 = bytes.toString("base64");
+  const modelInput = new Float32Array(IMAGE_VALUES);
+  return interleavedMedianMs(
+    [
+      async () => normalizeInto(await preprocessLevels(bytes), modelInput),
+      async () => normalizeInto(await preprocessLevels(decodeBase64Image(base64)), modelInput),
+    ],
+    runs,
+  );
+}
+
+/** Rounds at c=64 on one server, alternating base64 JSON and binary bodies, so drifting load hits both alike. */
+function servedRounds(serverOptions: ServerOptions, payloads: Record<BodyForm, RequestPayload[]>, roundsEach: number, requests: number, log: (line: string) => void): Promise<Round[]> {
+  return withServerProcess({ kind: "batchwise", options: serverOptions }, async (server) => {
+    const done: Round[] = [];
     for (let round = 0; round < roundsEach; round++) {
       for (const body of ["json", "binary"] as const) {
         const report = await runApiBench({
@@ -126,42 +173,22 @@ export async function measurePerformance(options: PerformanceOptions): Promise<P
     }
     return done;
   });
-  const medianRound = (body: BodyForm): LoadResult | null => {
-    const of = levels.filter((l) => l.body === body).map((l) => l.level).sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
-    if (!of.length) return null;
-    const { usage: _usage, ...result } = of[Math.floor((of.length - 1) / 2)];
-    return result;
-  };
-  const rssValues = levels.map((l) => l.level.usage.serverRssMiB).filter((v): v is number => typeof v === "number");
+}
 
-  log("performance · lone request, batching off vs on, interleaved");
-  const requestsEach = counts.loneRequests ?? (quick ? 100 : 400);
+function medianRound(levels: Round[], body: BodyForm): LoadResult | null {
+  const of = levels.filter((l) => l.body === body).map((l) => l.level).sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+  if (!of.length) return null;
+  const { usage: _usage, ...result } = of[Math.floor((of.length - 1) / 2)];
+  return result;
+}
+
+/** c=1 latencies on two servers, batching off and on, one request each in turn. */
+async function loneLatencies(serverOptions: ServerOptions, body: Buffer, requestsEach: number): Promise<number[][]> {
   const off = await startServerProcess({ kind: "batchwise", options: { ...serverOptions, maxBatchSize: 1, batchTimeout: 0 } });
   try {
     const on = await startServerProcess({ kind: "batchwise", options: serverOptions });
     try {
-      const [offMs, onMs] = await alternatingLatencies([off, on], payloads.json[0].body, requestsEach);
-      return {
-        image: options.image,
-        config: { ...config, resolvedPrecision },
-        preprocessMs,
-        preprocessBase64Ms,
-        modelMsPerImage,
-        modelOneRunMsPerImage,
-        pipeline,
-        pipelineImagesPerSecond: pipeline.imagesPerSecond,
-        pipelineBinary,
-        served: medianRound("json")!,
-        servedBinary: medianRound("binary"),
-        rounds: levels.map(({ body, level }) => ({
-          body,
-          requestsPerSecond: level.requestsPerSecond,
-          errorCount: level.errorCount,
-          serverRssMiB: level.usage.serverRssMiB ?? null,
-        })),
-        serverRssMiB: rssValues.length ? Math.max(...rssValues) : null,
-        lone: { batchingOffP50Ms: summarize(offMs).p50, batchingOnP50Ms: summarize(onMs).p50, requestsEach },
-      };
+      return await alternatingLatencies([off, on], body, requestsEach);
     } finally {
       await on.stop();
     }
@@ -184,6 +211,11 @@ async function modelMsPerImageAtBatch64(precision: Precision, runs: number): Pro
   } finally {
     await session.release();
   }
+}
+
+function medianMainThread(levels: Round[], body: BodyForm): number | null {
+  const values = levels.filter((l) => l.body === body).map((l) => l.level.usage.mainThreadCpuMicrosPerRequest).filter((v): v is number => typeof v === "number");
+  return values.length ? summarize(values).p50 : null;
 }
 
 /** Median ms of each piece of work, taking turns so that drifting machine load hits each the same. */

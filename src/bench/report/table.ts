@@ -25,3 +25,9 @@ export function cell(value: number | null | undefined, digits = 1): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(digits);
 }
+
+/** First line, at most 200 characters: a model-not-found message with install instructions is long. */
+export function shorten(message: string): string {
+  const line = message.split("\n")[0];
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}

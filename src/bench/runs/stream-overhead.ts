@@ -6,11 +6,10 @@
  * The server runs in a child process (see startOpenAIServerProcess), the load generator's client (./http-connection.ts) here.
  */
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
-import { ModelAPI, type ApiSource, type PredictContext } from "../api/model-api.js";
-import type { ChatCompletionRequest, ChatStep } from "../openai/spec.js";
+import { ModelAPI, type ApiSource, type PredictContext } from "../../api/model-api.js";
+import type { ChatCompletionRequest, ChatStep } from "../../openai/spec.js";
 import { runStreamLoad, startOpenAIServerProcess, summarizeStreams, warmUpServer, type LlmLevelResult } from "./llm.js";
-import { cell, formatTable } from "./table.js";
+import { cell, formatTable } from "../report/table.js";
 
 export interface TokenStreamOptions {
   /** Wait between tokens (ms); 0 = as fast as the pipeline takes them. */
@@ -109,7 +108,7 @@ export async function benchStreamOverhead(options: StreamBenchOptions = {}): Pro
   return result;
 }
 
-export function formatStreamTable(result: StreamBenchResult): string {
+function formatStreamTable(result: StreamBenchResult): string {
   return (
     `bench stream — SSE overhead, ${result.tokensPerRequest} tokens per request, no model (LitServe bar: ≥ 3,500 tok/s, TTFT < 5 ms)\n` +
     formatTable(
@@ -126,29 +125,4 @@ export function formatStreamTable(result: StreamBenchResult): string {
       ]),
     )
   );
-}
-
-/** `batchwise bench stream [--concurrency 1,8,32] [--tokens N] [--requests N] [--json FILE]` */
-export async function runStreamBenchCli(argv: string[]): Promise<StreamBenchResult> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      concurrency: { type: "string" },
-      tokens: { type: "string" },
-      requests: { type: "string" },
-      "max-batch-size": { type: "string" },
-      json: { type: "string" },
-    },
-  });
-  const result = await benchStreamOverhead({
-    concurrency: values.concurrency?.split(",").map(Number),
-    tokens: values.tokens ? Number(values.tokens) : undefined,
-    requests: values.requests ? Number(values.requests) : undefined,
-    maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
-  });
-  if (values.json) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(values.json, JSON.stringify(result, null, 2));
-  }
-  return result;
 }

@@ -13,18 +13,17 @@
  * The in-process ceiling runs the ChatAPI's own predict on batches of `concurrency` requests (the batch the server
  * would form if every client's request arrived together), on as many threads as the server's single worker gets.
  */
-import { parseArgs } from "node:util";
 import { StringDecoder } from "node:string_decoder";
-import { HttpConnection, requestHead } from "./http-connection.js";
-import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../chat/chat-api.js";
-import { Cancellation, requestContext } from "../server/cancellation.js";
-import type { ServerOptions } from "../server/server.js";
-import { availableCores } from "../runtime/device.js";
-import type { ChatStep } from "../chat/types.js";
-import { parseChatRequest } from "../openai/spec.js";
-import { startServerProcess, type ServerProcess } from "./server-process.js";
-import { percentile, ratePerSecond } from "./stats.js";
-import { cell, formatTable } from "./table.js";
+import { HttpConnection, requestHead } from "../load/http-connection.js";
+import { CHAT_SERVING_DEFAULTS, ChatAPI, chatModel } from "../../chat/chat-api.js";
+import { Cancellation, requestContext } from "../../server/cancellation.js";
+import type { ServerOptions } from "../../server/server.js";
+import { availableCores } from "../../runtime/device.js";
+import type { ChatStep } from "../../chat/types.js";
+import { parseChatRequest } from "../../openai/spec.js";
+import { startServerProcess, type ServerProcess } from "../servers/server-process.js";
+import { percentile, ratePerSecond } from "../load/stats.js";
+import { cell, formatTable } from "../report/table.js";
 
 export interface BenchLlmOptions {
   /** A running server's base URL; without it a server for `model` is started in a child process. */
@@ -303,7 +302,7 @@ async function generateInProcess(api: ChatAPI, bodies: Record<string, unknown>[]
   return rows;
 }
 
-export interface BatchingComparison {
+interface BatchingComparison {
   prompts: number;
   /** Tokens/s generating the prompts one after another (batch of 1), median of rounds. */
   oneAtATimeTokensPerSecond: number;
@@ -315,7 +314,7 @@ export interface BatchingComparison {
 }
 
 /** Batched vs one-at-a-time generation of the same greedy prompts, in-process, rounds interleaved against noise. */
-export async function compareBatching(api: ChatAPI, body: Record<string, unknown>, prompts: number, rounds = 3): Promise<BatchingComparison> {
+async function compareBatching(api: ChatAPI, body: Record<string, unknown>, prompts: number, rounds = 3): Promise<BatchingComparison> {
   const bodies = Array.from({ length: prompts }, (_, i) => ({
     ...body,
     messages: [{ role: "user", content: `${(body.messages as { content: string }[])[0].content} (variant ${i})` }],
@@ -466,39 +465,4 @@ export function formatLlmTable(result: BenchLlmResult): string {
  */
 export function startOpenAIServerProcess(options: ServerOptions, timeoutMs = 120_000): Promise<ServerProcess> {
   return startServerProcess({ kind: "batchwise", options, spec: "openai" }, { startTimeoutMs: timeoutMs });
-}
-
-/** `batchwise bench llm [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--max-tokens N] [--threads N] [--json FILE]` */
-export async function runBenchLlmCli(argv: string[]): Promise<BenchLlmResult> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      url: { type: "string" },
-      model: { type: "string" },
-      concurrency: { type: "string" },
-      requests: { type: "string" },
-      rounds: { type: "string" },
-      "max-tokens": { type: "string" },
-      "max-batch-size": { type: "string" },
-      threads: { type: "string" },
-      "no-in-process": { type: "boolean" },
-      json: { type: "string" },
-    },
-  });
-  const result = await benchLlm({
-    url: values.url,
-    model: values.model,
-    concurrency: values.concurrency?.split(",").map(Number),
-    requests: values.requests ? Number(values.requests) : undefined,
-    rounds: values.rounds ? Number(values.rounds) : undefined,
-    maxTokens: values["max-tokens"] ? Number(values["max-tokens"]) : undefined,
-    maxBatchSize: values["max-batch-size"] ? Number(values["max-batch-size"]) : undefined,
-    threads: values.threads ? Number(values.threads) : undefined,
-    skipInProcess: values["no-in-process"],
-  });
-  if (values.json) {
-    const { writeFile } = await import("node:fs/promises");
-    await writeFile(values.json, JSON.stringify(result, null, 2));
-  }
-  return result;
 }

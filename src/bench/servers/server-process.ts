@@ -18,8 +18,8 @@ export async function startServerProcess(config: ChildServerConfig, options: { s
   const self = fileURLToPath(import.meta.url);
   const fromSource = self.endsWith(".ts");
   const entry = fileURLToPath(new URL(fromSource ? "./serve-child.ts" : "./serve-child.js", import.meta.url));
-  // The project root (two levels up from src/bench or dist/bench) is where `--import tsx` resolves.
-  const root = fileURLToPath(new URL("../../", import.meta.url));
+  // The project root (three levels up from src/bench/servers or dist/bench/servers) is where `--import tsx` resolves.
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
   const args = [...(options.nodeArgs ?? []), ...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
   // glibc's arena count as `npm start` sets it (package.json), so a benchmark's server measures what users run
   const env = { MALLOC_ARENA_MAX: "2", ...process.env };

@@ -1,6 +1,6 @@
-import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "./load.js";
-import { cell, formatTable } from "./table.js";
-import { withUsage, type UsagePoint } from "./usage.js";
+import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "../load/load.js";
+import { cell, formatTable } from "../report/table.js";
+import { readMainThreadCpuMicros, withUsage, type UsagePoint } from "../load/usage.js";
 
 /**
  * `bench api`: the served throughput and latency of a running server at several concurrency levels, with the
@@ -39,6 +39,10 @@ export interface ApiBenchLevel extends LoadResult {
   usage: {
     /** Server process CPU, percent of one core (null without serverPid). */
     serverCpu: number | null;
+    /** Server process CPU per measured request, µs: every thread, workers included (null without serverPid). */
+    serverCpuMicrosPerRequest?: number | null;
+    /** The server's main thread alone (HTTP, admission, the hop to the workers) per measured request, µs. */
+    mainThreadCpuMicrosPerRequest?: number | null;
     /** Peak resident memory of the server's process tree during the level, MiB (null without serverPid). */
     serverRssMiB?: number | null;
     /** Whole-machine CPU, percent of all cores (includes this load generator). */
@@ -86,12 +90,17 @@ export async function runApiBench(options: ApiBenchOptions): Promise<ApiBenchRep
     const warmupRequests = options.warmupRequests ?? concurrency;
     if (warmupRequests > 0) await runLoad({ ...load, requests: warmupRequests });
     const clientStart = process.cpuUsage();
+    const mainThreadStart = options.serverPid ? readMainThreadCpuMicros(options.serverPid) : null;
     const { result, usage } = await withUsage(pids, () => runLoad({ ...load, requests: Math.max(requests, waves * concurrency) }));
+    const mainThreadEnd = options.serverPid ? readMainThreadCpuMicros(options.serverPid) : null;
     const client = process.cpuUsage(clientStart);
+    const serverCpu = options.serverPid ? usage.processCpu[options.serverPid] ?? null : null;
     const level: ApiBenchLevel = {
       ...result,
       usage: {
-        serverCpu: options.serverPid ? usage.processCpu[options.serverPid] ?? null : null,
+        serverCpu,
+        serverCpuMicrosPerRequest: serverCpu === null ? null : ((serverCpu / 100) * result.wallSeconds * 1e6) / result.requests,
+        mainThreadCpuMicrosPerRequest: mainThreadStart === null || mainThreadEnd === null ? null : (mainThreadEnd - mainThreadStart) / result.requests,
         serverRssMiB: options.serverPid ? usage.processPeakRssMiB[options.serverPid] ?? null : null,
         machineCpu: usage.machineCpu,
         clientCpu: ((client.user + client.system) / 1e6 / result.wallSeconds) * 100,

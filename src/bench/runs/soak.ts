@@ -16,17 +16,13 @@
  * process starts (Dockerfile ENV, the shell), so this measures whatever the environment sets.
  */
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { Pool } from "undici";
-import { imageClassifier } from "../classifier/image-classifier.js";
-import type { PrecisionChoice } from "../api/model-api.js";
-import { CLASSIFIER_SERVING_DEFAULTS as classifierDefaults } from "../classifier/image-classifier.js";
-import { availableCores } from "../runtime/device.js";
-import { defaultImagesDir, imageBodies, listImages } from "./load.js";
-import { startServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
-import { percentile } from "./stats.js";
+import { imageClassifier } from "../../classifier/image-classifier.js";
+import type { PrecisionChoice } from "../../api/model-api.js";
+import { imageBodies, listImages } from "../load/load.js";
+import { startServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
+import { percentile } from "../load/stats.js";
 
 export interface SoakOptions {
   minutes: number;
@@ -44,7 +40,7 @@ export interface SoakOptions {
   requestTimeoutMs: number;
 }
 
-export interface SoakWindow {
+interface SoakWindow {
   /** Seconds since measuring started, at the end of the window. */
   endSeconds: number;
   requests: number;
@@ -94,8 +90,7 @@ function expectedLabel(file: string): string | undefined {
 
 export async function runSoak(options: SoakOptions, progress: (line: string) => void = () => {}): Promise<SoakReport> {
   const files = await listImages(options.imagesDir);
-  const bodies = await imageBodies(files);
-  const labels = files.map(expectedLabel);
+  const photos: SoakPhoto[] = (await imageBodies(files)).map((body, i) => ({ file: files[i], body, expected: expectedLabel(files[i]) }));
   const server = await startServerProcess({
     kind: "batchwise",
     options: {
@@ -113,83 +108,116 @@ export async function runSoak(options: SoakOptions, progress: (line: string) => 
     headersTimeout: options.requestTimeoutMs,
     bodyTimeout: options.requestTimeoutMs,
   });
-
-  type Sample = { at: number; ms: number; error?: string; detail?: string };
-  const samples: Sample[] = [];
-  let measuring = false;
-  let stop = false;
-  let measureStart = 0;
-  let sent = 0;
-
-  const send = async (): Promise<Sample> => {
-    const index = sent++ % bodies.length;
-    const start = performance.now();
-    try {
-      const response = await pool.request({
-        path: "/predict",
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: bodies[index],
-      });
-      const text = await response.body.text();
-      const ms = performance.now() - start;
-      if (response.statusCode !== 200) return { at: performance.now(), ms, error: String(response.statusCode), detail: text.slice(0, 300) };
-      const label = (JSON.parse(text) as { predictions?: { label: string }[] }).predictions?.[0]?.label;
-      if (labels[index] && label !== labels[index]) {
-        return { at: performance.now(), ms, error: "wrong-answer", detail: `${files[index]}: ${label}, expected ${labels[index]}` };
-      }
-      return { at: performance.now(), ms };
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? "";
-      const kind = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ? "timeout" : "connection";
-      return { at: performance.now(), ms: performance.now() - start, error: kind, detail: (error as Error).message };
-    }
-  };
-
-  const clients = Array.from({ length: options.concurrency }, async () => {
-    while (!stop) {
-      const sample = await send();
-      if (measuring && !stop) samples.push(sample);
-    }
-  });
-
-  const windows: SoakWindow[] = [];
+  const load = startClosedLoop(pool, photos, options.concurrency);
+  let windows: SoakWindow[] = [];
   let rssStartMiB: number | null = null;
   try {
     await sleep(options.warmupSeconds * 1000);
     rssStartMiB = rssMiB(server.pid);
-    measuring = true;
-    measureStart = performance.now();
-    const windowCount = Math.max(1, Math.round((options.minutes * 60) / options.windowSeconds));
-    let taken = 0;
-    for (let w = 1; w <= windowCount; w++) {
-      await sleep(measureStart + w * options.windowSeconds * 1000 - performance.now());
-      const inWindow = samples.slice(taken);
-      taken = samples.length;
-      const ok = inWindow.filter((s) => !s.error).map((s) => s.ms);
-      const window: SoakWindow = {
-        endSeconds: (performance.now() - measureStart) / 1000,
-        requests: inWindow.length,
-        errors: inWindow.length - ok.length,
-        requestsPerSecond: inWindow.length / options.windowSeconds,
-        p50Ms: percentile(ok, 50),
-        p99Ms: percentile(ok, 99),
-        rssMiB: rssMiB(server.pid),
-        anonMiB: rssMiB(server.pid, "RssAnon"),
-      };
-      windows.push(window);
-      progress(
-        `${cell(window.endSeconds, 0).padStart(5)} s  ${window.requests} requests, ${window.errors} errors, ` +
-          `${cell(window.requestsPerSecond)} req/s, p50 ${cell(window.p50Ms)} ms, p99 ${cell(window.p99Ms)} ms, RSS ${cell(window.rssMiB)} MiB (anon ${cell(window.anonMiB)})`,
-      );
-    }
+    windows = await measureWindows(options, server.pid, load, progress);
   } finally {
-    stop = true;
-    await Promise.all(clients);
+    await load.stop();
     await pool.close();
     await server.stop();
   }
+  return summarizeSoak(options, server.pid, windows, load.samples, rssStartMiB);
+}
 
+interface SoakPhoto {
+  file: string;
+  body: Buffer;
+  /** The top label it must get; undefined: any answer counts. */
+  expected: string | undefined;
+}
+
+interface Sample {
+  at: number;
+  ms: number;
+  error?: string;
+  detail?: string;
+}
+
+interface ClosedLoop {
+  /** What the clients saw since `measure()`, in order. */
+  samples: Sample[];
+  measure(): void;
+  stop(): Promise<void>;
+}
+
+/** `concurrency` clients, each sending the photos round-robin and the next as soon as the answer is read. */
+function startClosedLoop(pool: Pool, photos: SoakPhoto[], concurrency: number): ClosedLoop {
+  const samples: Sample[] = [];
+  let measuring = false;
+  let stopped = false;
+  let sent = 0;
+  const clients = Array.from({ length: concurrency }, async () => {
+    while (!stopped) {
+      const sample = await sendPhoto(pool, photos[sent++ % photos.length]);
+      if (measuring && !stopped) samples.push(sample);
+    }
+  });
+  return {
+    samples,
+    measure: () => void (measuring = true),
+    stop: async () => {
+      stopped = true;
+      await Promise.all(clients);
+    },
+  };
+}
+
+/** One request; a wrong top label, a non-200, a timeout or a broken connection is an error sample. */
+async function sendPhoto(pool: Pool, photo: SoakPhoto): Promise<Sample> {
+  const start = performance.now();
+  try {
+    const response = await pool.request({ path: "/predict", method: "POST", headers: { "content-type": "application/json" }, body: photo.body });
+    const text = await response.body.text();
+    const ms = performance.now() - start;
+    if (response.statusCode !== 200) return { at: performance.now(), ms, error: String(response.statusCode), detail: text.slice(0, 300) };
+    const label = (JSON.parse(text) as { predictions?: { label: string }[] }).predictions?.[0]?.label;
+    if (photo.expected && label !== photo.expected) {
+      return { at: performance.now(), ms, error: "wrong-answer", detail: `${photo.file}: ${label}, expected ${photo.expected}` };
+    }
+    return { at: performance.now(), ms };
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? "";
+    const kind = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" ? "timeout" : "connection";
+    return { at: performance.now(), ms: performance.now() - start, error: kind, detail: (error as Error).message };
+  }
+}
+
+/** Cut the measured load into windows, reading the server's memory at the end of each. */
+async function measureWindows(options: SoakOptions, pid: number, load: ClosedLoop, progress: (line: string) => void): Promise<SoakWindow[]> {
+  const windows: SoakWindow[] = [];
+  load.measure();
+  const measureStart = performance.now();
+  const windowCount = Math.max(1, Math.round((options.minutes * 60) / options.windowSeconds));
+  let taken = 0;
+  for (let w = 1; w <= windowCount; w++) {
+    await sleep(measureStart + w * options.windowSeconds * 1000 - performance.now());
+    const inWindow = load.samples.slice(taken);
+    taken = load.samples.length;
+    const ok = inWindow.filter((s) => !s.error).map((s) => s.ms);
+    const window: SoakWindow = {
+      endSeconds: (performance.now() - measureStart) / 1000,
+      requests: inWindow.length,
+      errors: inWindow.length - ok.length,
+      requestsPerSecond: inWindow.length / options.windowSeconds,
+      p50Ms: percentile(ok, 50),
+      p99Ms: percentile(ok, 99),
+      rssMiB: rssMiB(pid),
+      anonMiB: rssMiB(pid, "RssAnon"),
+    };
+    windows.push(window);
+    progress(
+      `${cell(window.endSeconds, 0).padStart(5)} s  ${window.requests} requests, ${window.errors} errors, ` +
+        `${cell(window.requestsPerSecond)} req/s, p50 ${cell(window.p50Ms)} ms, p99 ${cell(window.p99Ms)} ms, RSS ${cell(window.rssMiB)} MiB (anon ${cell(window.anonMiB)})`,
+    );
+  }
+  return windows;
+}
+
+function summarizeSoak(options: SoakOptions, serverPid: number, windows: SoakWindow[], samples: Sample[], rssStartMiB: number | null): SoakReport {
   const errorKinds: Record<string, number> = {};
   let firstError: string | undefined;
   for (const sample of samples) {
@@ -204,7 +232,7 @@ export async function runSoak(options: SoakOptions, progress: (line: string) => 
   const secondHalf = percentile(rssValues.slice(rssValues.length - half), 50);
   return {
     options,
-    serverPid: server.pid,
+    serverPid,
     windows,
     requests: windows.reduce((n, w) => n + w.requests, 0),
     errors: windows.reduce((n, w) => n + w.errors, 0),
@@ -244,7 +272,7 @@ export function formatSoakReport(report: SoakReport): string {
 }
 
 /** Resident set size of a process (or one part of it: RssAnon, RssFile) from /proc, MiB; null without /proc. */
-export function rssMiB(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "VmRSS"): number | null {
+function rssMiB(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "VmRSS"): number | null {
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return match ? Number(match[1]) / 1024 : null;
@@ -254,59 +282,3 @@ export function rssMiB(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" = "Vm
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-
-const usage = `Usage: batchwise soak [--minutes 5] [--concurrency 64] [--window 30] [--warmup 60] [--images DIR]
-                      [--max-batch-size N] [--batch-timeout S] [--workers N] [--precision auto|fp32|fp16|int8]
-                      [--json FILE]
-Serves the classifier in a child process, loads it with real photos for the whole duration, and prints requests,
-errors, p50/p99 latency and server RSS per window. Exits 1 if any request failed.`;
-
-/** `npm run soak -- …` */
-export async function runSoakCli(argv: string[]): Promise<SoakReport | undefined> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      minutes: { type: "string" },
-      concurrency: { type: "string" },
-      window: { type: "string" },
-      warmup: { type: "string" },
-      images: { type: "string" },
-      "max-batch-size": { type: "string" },
-      "batch-timeout": { type: "string" },
-      workers: { type: "string" },
-      precision: { type: "string" },
-      json: { type: "string" },
-      help: { type: "boolean" },
-    },
-  });
-  if (values.help) {
-    console.log(usage);
-    return undefined;
-  }
-  const number = (name: keyof typeof values, fallback: number, min: number) => {
-    const raw = values[name];
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < min) throw new Error(`--${name} must be a number ≥ ${min}, got "${raw}"`);
-    return value;
-  };
-  const options: SoakOptions = {
-    minutes: number("minutes", 5, 0.05),
-    concurrency: Math.round(number("concurrency", 64, 1)),
-    windowSeconds: number("window", 30, 1),
-    // measured on the 2-core dev machine: RSS climbs for the first ~2 minutes of load (allocator arenas, sharp's
-    // caches, onnxruntime's buffers for each batch size), then stays level
-    warmupSeconds: number("warmup", 60, 0),
-    imagesDir: (values.images as string | undefined) ?? defaultImagesDir(),
-    maxBatchSize: Math.round(number("max-batch-size", classifierDefaults.maxBatchSize, 1)),
-    batchTimeout: number("batch-timeout", classifierDefaults.batchTimeout, 0),
-    workers: Math.round(number("workers", classifierDefaults.workers(availableCores()), 1)),
-    precision: ((values.precision as string | undefined) ?? "auto") as PrecisionChoice,
-    requestTimeoutMs: 60_000,
-  };
-  const report = await runSoak(options, (line) => console.error(`[soak] ${line}`));
-  console.log(formatSoakReport(report));
-  if (values.json) await writeFile(values.json as string, JSON.stringify(report, null, 2));
-  if (report.errors > 0) process.exitCode = 1;
-  return report;
-}

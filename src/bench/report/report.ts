@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { DEFAULT_CHUNK_SIZE } from "../runtime/chunked-run.js";
+import { DEFAULT_CHUNK_SIZE } from "../../runtime/chunked-run.js";
 import {
   escapeHtml,
   latencyPercentiles,
@@ -10,11 +10,11 @@ import {
   usageByConcurrency,
   usageOverTime,
   type PageSection,
-} from "../plot/plotly.js";
-import { ChromiumNotFoundError, renderFigurePng } from "../plot/png.js";
-import { machineSummary } from "./machine.js";
-import { shorten, type SuiteResults } from "./suite-results.js";
-import { cell } from "./table.js";
+} from "./figures/plotly.js";
+import { ChromiumNotFoundError, renderFigurePng } from "./figures/png.js";
+import { machineSummary } from "../load/machine.js";
+import type { SuiteResults } from "../runs/suite-results.js";
+import { cell, shorten } from "./table.js";
 
 /**
  * The suite's outputs in `<outDir>/<timestamp>/`: results.json (everything measured, with the machine), report.html
@@ -85,38 +85,45 @@ export function reportSections(results: SuiteResults): PageSection[] {
       ),
     },
   ];
+  const overTime = usageOverTimeSection(served);
+  if (overTime) sections.push(overTime);
+  if (results.overhead) sections.push(overheadSection(results.overhead));
+  return sections;
+}
+
+/** Resource use over time of the busiest level of the last served configuration. */
+function usageOverTimeSection(served: SuiteResults["configs"]): PageSection | null {
   const last = served[served.length - 1];
   const busiest = last?.served!.levels[last.served!.levels.length - 1];
-  if (last && busiest) {
-    const pid = Object.keys(busiest.usage.series[0]?.processCpu ?? {})[0];
-    sections.push({
-      id: "usage-over-time",
-      figure: usageOverTime(
-        busiest.usage.series.map((p) => ({
-          t: p.t,
-          serverCpu: pid ? p.processCpu[pid] ?? null : null,
-          machineCpu: p.machineCpu,
-          gpu: p.gpuUtilization,
-          gpuMemoryMiB: p.gpuMemoryMiB,
-        })),
-        `Resource use over time: ${last.config.name}, c=${busiest.concurrency}`,
-      ),
-    });
-  }
-  if (results.overhead) {
-    const rows = results.overhead.rows;
-    sections.push({
-      id: "overhead",
-      figure: throughputVsConcurrency(
-        [
-          { name: "batchwise, no-op model", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.batchwise })) },
-          { name: "bare fastify echo", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.bareFastify })) },
-        ],
-        `Server overhead: no-op model vs bare fastify (${results.overhead.bodyBytes}-byte JSON body)`,
-      ),
-    });
-  }
-  return sections;
+  if (!last || !busiest) return null;
+  const pid = Object.keys(busiest.usage.series[0]?.processCpu ?? {})[0];
+  return {
+    id: "usage-over-time",
+    figure: usageOverTime(
+      busiest.usage.series.map((p) => ({
+        t: p.t,
+        serverCpu: pid ? p.processCpu[pid] ?? null : null,
+        machineCpu: p.machineCpu,
+        gpu: p.gpuUtilization,
+        gpuMemoryMiB: p.gpuMemoryMiB,
+      })),
+      `Resource use over time: ${last.config.name}, c=${busiest.concurrency}`,
+    ),
+  };
+}
+
+function overheadSection(overhead: NonNullable<SuiteResults["overhead"]>): PageSection {
+  const rows = overhead.rows;
+  return {
+    id: "overhead",
+    figure: throughputVsConcurrency(
+      [
+        { name: "batchwise, no-op model", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.batchwise })) },
+        { name: "bare fastify echo", points: rows.map((r) => ({ concurrency: r.concurrency, ...r.bareFastify })) },
+      ],
+      `Server overhead: no-op model vs bare fastify (${overhead.bodyBytes}-byte JSON body)`,
+    ),
+  };
 }
 
 export function reportHtml(results: SuiteResults, sections: PageSection[]): string {
@@ -125,13 +132,15 @@ export function reportHtml(results: SuiteResults, sections: PageSection[]): stri
     `<p>${escapeHtml(machineSummary(results.machine))}. At least ${results.settings.requestsPerLevel} requests and ${results.settings.waves ?? 1} waves (waves × concurrency) per concurrency level; ` +
       `photos from <code>${escapeHtml(results.settings.imagesDir)}</code>; run took ${cell(results.durationSeconds)} s.</p>`,
     `<h2>Targets</h2>`,
+    `<p>Ratios to a baseline measured in the same run pass or fail for the code on any machine; machine-dependent figures were measured on <b>${escapeHtml(cpuLine(results))}</b>.</p>`,
     htmlTable(
-      ["target", "measured", "wanted", "result"],
+      ["target", "measured", "wanted", "result", "basis"],
       results.targets.map((t) => [
         escapeHtml(t.name),
         `${cell(t.measured, 2)} ${escapeHtml(t.unit)}`,
         `${t.op === ">=" ? "&ge;" : "&le;"} ${cell(t.threshold, 2)} ${escapeHtml(t.unit)}${t.note ? ` <small>(${escapeHtml(t.note)})</small>` : ""}`,
         t.pass === null ? "not measured" : t.pass ? `<span class="pass">PASS</span>` : `<span class="fail">FAIL</span>`,
+        t.machineDependent ? `machine-dependent <small>(${escapeHtml(cpuLine(results))})</small>` : "same-run baseline",
       ]),
     ),
     ...performanceHtml(results),
@@ -191,7 +200,9 @@ function performanceHtml(results: SuiteResults): string[] {
     ["served c=64, binary body", p.servedBinary ? `${cell(p.servedBinary.requestsPerSecond)} img/s, p50 ${cell(p.servedBinary.latencyMs.p50)} ms, ${p.servedBinary.errorCount} errors` : "not measured"],
     ["rounds (alternating)", p.rounds.map((r) => `${r.body} ${cell(r.requestsPerSecond)}${r.errorCount ? ` (${r.errorCount} errors)` : ""}`).join(", ")],
     ["server RSS under c=64 (peak, process tree)", `${cell(p.serverRssMiB, 0)} MiB`],
+    ["main thread CPU per image at c=64, base64 / raw", `${cell(p.mainThreadMicrosPerImage?.json, 0)} / ${cell(p.mainThreadMicrosPerImage?.binary, 0)} µs`],
     ["lone request p50, batching off / on", `${cell(p.lone.batchingOffP50Ms, 2)} / ${cell(p.lone.batchingOnP50Ms, 2)} ms`],
+    ["CPU", cpuLine(results)],
   ];
   return [`<h2>npm start's configuration on ${escapeHtml(path.basename(p.image))}</h2>`, htmlTable(["measure", "value"], rows.map(([k, v]) => [escapeHtml(k), escapeHtml(v)]))];
 }
@@ -216,4 +227,9 @@ function htmlTable(headers: string[], rows: string[][]): string {
   return `<table><thead><tr>${headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("")}</tr></thead><tbody>${rows
     .map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`)
     .join("")}</tbody></table>`;
+}
+
+/** The results' CPU line (describeCpu); results written before it existed give their model name and cores. */
+function cpuLine(results: SuiteResults): string {
+  return results.machine.cpu ?? `${results.machine.cpuModel} · ${results.machine.cores} cores`;
 }

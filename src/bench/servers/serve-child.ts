@@ -1,5 +1,5 @@
 import Fastify from "fastify";
-import { createServer, type ServerOptions } from "../server/server.js";
+import { createServer, type ServerOptions } from "../../server/server.js";
 
 /**
  * Entry point of a benchmark server process (started by ./server-process.ts, never imported). A benchmark's load
@@ -26,7 +26,7 @@ async function main() {
   let close: () => Promise<void>;
   let url: string;
   if (config.kind === "batchwise") {
-    const spec = config.spec === "openai" ? (await import("../openai/spec.js")).openAISpec() : config.options.spec;
+    const spec = config.spec === "openai" ? (await import("../../openai/spec.js")).openAISpec() : config.options.spec;
     const server = await createServer({ log: false, ...config.options, spec, port: 0, host: "127.0.0.1" });
     url = await server.listen();
     close = () => server.close();

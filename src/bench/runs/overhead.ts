@@ -1,9 +1,9 @@
-import type { LoadResult } from "./load.js";
-import { runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
-import { noopApi } from "./noop-api.js";
-import { startServerProcess } from "./server-process.js";
-import type { ChildServerConfig } from "./serve-child.js";
-import { cell, formatTable } from "./table.js";
+import type { LoadResult } from "../load/load.js";
+import { runApiBench, DEFAULT_CONCURRENCY, type ApiBenchLevel } from "./api-bench.js";
+import { noopApi } from "../servers/noop-api.js";
+import { startServerProcess } from "../servers/server-process.js";
+import type { ChildServerConfig } from "../servers/serve-child.js";
+import { cell, formatTable } from "../report/table.js";
 
 /**
  * `bench overhead`: what batchwise costs per request with no model in the way. The same JSON body goes to (a) a
@@ -21,12 +21,23 @@ export interface OverheadOptions {
   onLevel?: (server: string, level: LoadResult) => void;
 }
 
+interface OverheadSide {
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** The server process's CPU per request (all threads), µs; null where /proc could not be read. */
+  cpuMicrosPerRequest?: number | null;
+}
+
 export interface OverheadRow {
   concurrency: number;
-  batchwise: { requestsPerSecond: number; p50: number; p99: number; errors: number };
-  bareFastify: { requestsPerSecond: number; p50: number; p99: number; errors: number };
+  batchwise: OverheadSide;
+  bareFastify: OverheadSide;
   /** batchwise req/s ÷ bare fastify req/s. */
   throughputRatio: number;
+  /** batchwise CPU per request ÷ bare fastify's: what the framework costs above fastify, on any machine. */
+  cpuRatio?: number | null;
 }
 
 export interface OverheadReport {
@@ -49,7 +60,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
   // Both servers run for the whole comparison and the levels alternate between them (A, B, A, B…), so a burst of
   // noise from other work on the machine lands on both sides instead of skewing one.
   const started = await Promise.all(servers.map(([, config]) => startServerProcess(config)));
-  const results = new Map<string, LoadResult[]>(servers.map(([name]) => [name, []]));
+  const results = new Map<string, ApiBenchLevel[]>(servers.map(([name]) => [name, []]));
   try {
     for (const c of concurrency) {
       for (const [i, [name]] of servers.entries()) {
@@ -70,11 +81,12 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
   } finally {
     await Promise.all(started.map((server) => server.stop()));
   }
-  const pick = (l: LoadResult) => ({
+  const pick = (l: ApiBenchLevel): OverheadSide => ({
     requestsPerSecond: l.requestsPerSecond,
     p50: l.latencyMs.p50,
     p99: l.latencyMs.p99,
     errors: l.errorCount,
+    cpuMicrosPerRequest: l.usage.serverCpuMicrosPerRequest ?? null,
   });
   const rows = concurrency.map((c, i): OverheadRow => {
     const ours = results.get("batchwise")![i];
@@ -84,6 +96,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
       batchwise: pick(ours),
       bareFastify: pick(bare),
       throughputRatio: bare.requestsPerSecond > 0 ? ours.requestsPerSecond / bare.requestsPerSecond : 0,
+      cpuRatio: ratio(ours.usage.serverCpuMicrosPerRequest, bare.usage.serverCpuMicrosPerRequest),
     };
   });
   return { bodyBytes: body.length, requestsPerLevel: requests, batchwiseOptions, rows };
@@ -91,7 +104,7 @@ export async function runOverhead(options: OverheadOptions = {}): Promise<Overhe
 
 export function formatOverheadTable(report: OverheadReport): string {
   return formatTable(
-    ["concurrency", "batchwise req/s", "p50 ms", "p99 ms", "bare fastify req/s", "p50 ms", "p99 ms", "ratio", "errors"],
+    ["concurrency", "batchwise req/s", "p50 ms", "p99 ms", "bare fastify req/s", "p50 ms", "p99 ms", "ratio", "CPU µs/req", "bare CPU µs/req", "CPU ratio", "errors"],
     report.rows.map((r) => [
       String(r.concurrency),
       cell(r.batchwise.requestsPerSecond),
@@ -101,7 +114,14 @@ export function formatOverheadTable(report: OverheadReport): string {
       cell(r.bareFastify.p50, 2),
       cell(r.bareFastify.p99, 2),
       cell(r.throughputRatio, 2),
+      cell(r.batchwise.cpuMicrosPerRequest),
+      cell(r.bareFastify.cpuMicrosPerRequest),
+      cell(r.cpuRatio, 2),
       String(r.batchwise.errors + r.bareFastify.errors),
     ]),
   );
+}
+
+function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  return a != null && b != null && b > 0 ? a / b : null;
 }

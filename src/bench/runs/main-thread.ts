@@ -1,10 +1,11 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { runLoad } from "./load.js";
-import { noopApi } from "./noop-api.js";
-import { startServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
+import { runLoad } from "../load/load.js";
+import { noopApi } from "../servers/noop-api.js";
+import { startServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
+import { readMainThreadCpuMicros } from "../load/usage.js";
 
 /**
  * `bench main-thread`: what the server's main thread spends per request, piece by piece. The no-op model is served
@@ -89,11 +90,11 @@ export async function runMainThreadBench(options: MainThreadOptions = {}): Promi
   }
 }
 
-/** utime + stime of a process's main thread (its task id is the pid), in µs. */
+/** The server's main thread's CPU time, µs; a server that cannot be read has nothing to report. */
 function mainThreadCpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
-  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+  const micros = readMainThreadCpuMicros(pid);
+  if (micros === null) throw new Error(`cannot read the main thread's CPU time of process ${pid} (/proc needed)`);
+  return micros;
 }
 
 interface CpuProfile {
@@ -110,7 +111,7 @@ const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
  * The busy (non-idle) self time of a profile split into PIECES, largest first; the rest is "other". Only samples
  * inside `window` (monotonic µs) count, so startup and warm-up do not.
  */
-export function profileShares(profile: CpuProfile, window?: { start: number; end: number }): [string, number][] {
+function profileShares(profile: CpuProfile, window?: { start: number; end: number }): [string, number][] {
   const pieceOf = new Map<number, string>();
   for (const node of profile.nodes) {
     const { url, functionName } = node.callFrame;

@@ -1,10 +1,11 @@
-import type { Precision, PrecisionChoice } from "../api/model-api.js";
-import { CLASSIFIER_SERVING_DEFAULTS, openClassifierModel } from "../classifier/image-classifier.js";
-import { normalizeInto } from "../classifier/image-preprocess.js";
-import { DEFAULT_CHUNK_SIZE, runChunked } from "../runtime/chunked-run.js";
-import type { Session } from "../runtime/onnx.js";
-import { availableCores } from "../runtime/device.js";
-import { resolveModel } from "../runtime/models.js";
+import type { Precision, PrecisionChoice } from "../../api/model-api.js";
+import { CLASSIFIER_SERVING_DEFAULTS, openClassifierModel } from "../../classifier/image-classifier.js";
+import { normalizeInto } from "../../classifier/image-preprocess.js";
+import { DEFAULT_CHUNK_SIZE, runChunked } from "../../runtime/chunked-run.js";
+import type { Session } from "../../runtime/onnx.js";
+import { availableCores } from "../../runtime/device.js";
+import { resolveModel } from "../../runtime/models.js";
+import { listVariants, pickAutoPrecision, PRECISIONS } from "../../runtime/precision.js";
 
 /**
  * What `npm start` serves by default, read from the classifier's serving defaults (the values `serve classifier`

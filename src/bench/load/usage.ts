@@ -149,13 +149,27 @@ export async function withUsage<T>(pids: number[], work: () => Promise<T>): Prom
 }
 
 /** utime + stime of a process in clock ticks (all its threads), or null when it cannot be read. */
-export function readProcessTicks(pid: number): number | null {
+function readProcessTicks(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) is in parentheses and may contain spaces: split after the LAST ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields[0] is field 3 (state), so utime (field 14) and stime (field 15) are at 11 and 12.
     return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (utime + stime) of a process's main thread in µs — its task whose id is the pid, so worker threads and
+ * libuv's pool do not count — or null when it cannot be read. What one HTTP thread can serve is bounded by it.
+ */
+export function readMainThreadCpuMicros(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / (ticksPerSecond ??= clockTicksPerSecond());
   } catch {
     return null;
   }
@@ -212,7 +226,7 @@ interface MachineTicks {
 }
 
 /** Aggregate CPU ticks from /proc/stat's first line; idle includes iowait. Null off Linux. */
-export function readMachineTicks(): MachineTicks | null {
+function readMachineTicks(): MachineTicks | null {
   try {
     const lines = readFileSync("/proc/stat", "utf8").split("\n");
     const [, ...values] = lines[0].trim().split(/\s+/);
@@ -224,6 +238,8 @@ export function readMachineTicks(): MachineTicks | null {
     return null;
   }
 }
+
+let ticksPerSecond: number | undefined;
 
 function clockTicksPerSecond(): number {
   try {

@@ -3,22 +3,22 @@ import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Precision } from "../api/model-api.js";
-import { imageClassifier, ImageClassifierAPI, openClassifierModel } from "../classifier/image-classifier.js";
-import { normalizeInto } from "../classifier/image-preprocess.js";
-import { loadClassNames, softmaxRows } from "../classifier/labels.js";
-import { availableCores } from "../runtime/device.js";
-import { resolveModel } from "../runtime/models.js";
-import { ort, settingsFor, type Session } from "../runtime/onnx.js";
-import { runChunked } from "../runtime/chunked-run.js";
-import { listVariants, PRECISIONS, PrecisionUnsupportedError } from "../runtime/precision.js";
+import type { Precision } from "../../api/model-api.js";
+import { imageClassifier, ImageClassifierAPI, openClassifierModel } from "../../classifier/image-classifier.js";
+import { normalizeInto } from "../../classifier/image-preprocess.js";
+import { loadClassNames, softmaxRows } from "../../classifier/labels.js";
+import { availableCores } from "../../runtime/device.js";
+import { resolveModel } from "../../runtime/models.js";
+import { ort, settingsFor, type Session } from "../../runtime/onnx.js";
+import { runChunked } from "../../runtime/chunked-run.js";
+import { listVariants, PRECISIONS, PrecisionUnsupportedError } from "../../runtime/precision.js";
 import { runApiBench, type ApiBenchLevel } from "./api-bench.js";
 import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline, type BaselineResult } from "./baseline.js";
-import { defaultImagesDir, listImages } from "./load.js";
-import { machineInfo, type MachineInfo } from "./machine.js";
+import { defaultImagesDir, listImages } from "../load/load.js";
+import { machineInfo, type MachineInfo } from "../load/machine.js";
 import type { MemoryChildConfig, MemoryChildResult } from "./precision-memory-child.js";
-import { withServerProcess } from "./server-process.js";
-import { cell, formatTable } from "./table.js";
+import { withServerProcess } from "../servers/server-process.js";
+import { cell, formatTable } from "../report/table.js";
 
 /**
  * `bench precision`: what each precision variant of the classifier costs and buys on this machine, side by side —
@@ -120,10 +120,38 @@ export async function runPrecisionBench(options: PrecisionBenchOptions = {}): Pr
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const progress = (line: string) => log(`[${elapsed().toFixed(1).padStart(6)} s] ${line}`);
   const model = options.model ?? DEFAULT_BASELINE_MODEL;
-  const batchSizes = options.batchSizes ?? DEFAULT_BATCH_SIZES;
   const imagesDir = path.resolve(options.imagesDir ?? defaultImagesDir());
   const photos = await listImages(imagesDir);
-  const settings: PrecisionBenchReport["settings"] = {
+  const settings = precisionSettings(options, imagesDir, photos);
+  const bench: PrecisionRun = { model, quick, settings, progress };
+
+  // Agreement first and in this process: one session at a time, released before anything is timed.
+  const inputs = await preprocessPhotos(photos);
+  const probabilities = new Map<Precision, Float32Array>();
+  const rows: PrecisionRow[] = [];
+  for (const precision of options.precisions ?? PRECISIONS) rows.push(await openAndClassify(bench, precision, inputs, probabilities));
+  const reference = probabilities.get("fp32");
+  const classNames = await classNamesOf(model);
+  for (const row of rows) {
+    const probs = probabilities.get(row.precision);
+    if (probs && reference) row.agreement = agreement(probs, reference, settings.photos, classNames);
+  }
+  for (const row of rows.filter((r) => r.runnable)) await measureRow(bench, row);
+  return { model, quick, machine: machineInfo(), settings, rows, durationSeconds: elapsed() };
+}
+
+/** What every step of one precision run shares. */
+interface PrecisionRun {
+  model: string;
+  quick: boolean;
+  settings: PrecisionBenchReport["settings"];
+  progress: (line: string) => void;
+}
+
+function precisionSettings(options: PrecisionBenchOptions, imagesDir: string, photos: string[]): PrecisionBenchReport["settings"] {
+  const quick = options.quick ?? false;
+  const batchSizes = options.batchSizes ?? DEFAULT_BATCH_SIZES;
+  return {
     threads: options.threads ?? availableCores(),
     batchSizes,
     runs: options.runs ?? (quick ? 3 : 20),
@@ -136,103 +164,76 @@ export async function runPrecisionBench(options: PrecisionBenchOptions = {}): Pr
     imagesDir,
     photos: photos.map((p) => path.basename(p)),
   };
+}
 
-  // Agreement first and in this process: one session at a time, released before anything is timed.
-  const inputs = await preprocessPhotos(photos);
-  const probabilities = new Map<Precision, Float32Array>();
-  const rows: PrecisionRow[] = [];
-  for (const precision of options.precisions ?? PRECISIONS) {
-    progress(`${precision} · opening the model and classifying ${photos.length} photos`);
-    const row: PrecisionRow = {
-      precision,
-      runnable: false,
-      file: null,
-      fileBytes: null,
-      memory: null,
-      raw: [],
-      served: null,
-      agreement: null,
-      errors: [],
-    };
-    rows.push(row);
+/** Open one precision as the classifier would and classify the photos: runnable or not, with the provider's reason. */
+async function openAndClassify(run: PrecisionRun, precision: Precision, inputs: Uint8Array[], probabilities: Map<Precision, Float32Array>): Promise<PrecisionRow> {
+  run.progress(`${precision} · opening the model and classifying ${inputs.length} photos`);
+  const row: PrecisionRow = { precision, runnable: false, file: null, fileBytes: null, memory: null, raw: [], served: null, agreement: null, errors: [] };
+  try {
+    const classified = await classify(run.model, precision, run.settings.threads, inputs);
+    row.runnable = true;
+    row.file = classified.file;
+    probabilities.set(precision, classified.probabilities);
+  } catch (error) {
+    row.error = (error as Error).message;
+    row.reason = error instanceof PrecisionUnsupportedError ? error.reason : firstLine(row.error);
+    run.progress(`${precision} · does not run here: ${row.reason}`);
+    row.file = listVariants((await resolveModel(run.model)).dir)[precision] ?? null;
+  }
+  row.fileBytes = row.file ? statSync(row.file).size : null;
+  return row;
+}
+
+/** Memory, raw and served figures of one runnable precision; a failed measurement is noted and the rest still run. */
+async function measureRow(run: PrecisionRun, row: PrecisionRow): Promise<void> {
+  const { model, settings, progress } = run;
+  const { precision } = row;
+  const step = async (what: string, work: () => Promise<void>) => {
     try {
-      const classified = await classify(model, precision, settings.threads, inputs);
-      row.runnable = true;
-      row.file = classified.file;
-      probabilities.set(precision, classified.probabilities);
+      await work();
     } catch (error) {
-      row.error = (error as Error).message;
-      row.reason = error instanceof PrecisionUnsupportedError ? error.reason : firstLine(row.error);
-      progress(`${precision} · does not run here: ${row.reason}`);
-      row.file = listVariants((await resolveModel(model)).dir)[precision] ?? null;
+      row.errors.push(`${what}: ${(error as Error).message}`);
+      progress(`${precision} · ${what} FAILED: ${firstLine((error as Error).message)}`);
     }
-    row.fileBytes = row.file ? statSync(row.file).size : null;
-  }
-  const reference = probabilities.get("fp32");
-  const classNames = await classNamesOf(model);
-  for (const row of rows) {
-    const probs = probabilities.get(row.precision);
-    if (probs && reference) row.agreement = agreement(probs, reference, settings.photos, classNames);
-  }
-
-  for (const row of rows.filter((r) => r.runnable)) {
-    const { precision } = row;
-    const step = async (what: string, work: () => Promise<void>) => {
-      try {
-        await work();
-      } catch (error) {
-        row.errors.push(`${what}: ${(error as Error).message}`);
-        progress(`${precision} · ${what} FAILED: ${firstLine((error as Error).message)}`);
-      }
-    };
-
-    await step("memory", async () => {
-      const result = await measureMemory({ model, precision, threads: settings.threads, batchSize: settings.memoryBatchSize });
-      row.memory = { ...result, growthBytes: result.afterBatchRssBytes - result.baseRssBytes, batchSize: settings.memoryBatchSize };
-      progress(`${precision} · RSS +${cell(row.memory.growthBytes / MIB)} MiB (session + one batch of ${settings.memoryBatchSize})`);
+  };
+  await step("memory", async () => {
+    const result = await measureMemory({ model, precision, threads: settings.threads, batchSize: settings.memoryBatchSize });
+    row.memory = { ...result, growthBytes: result.afterBatchRssBytes - result.baseRssBytes, batchSize: settings.memoryBatchSize };
+    progress(`${precision} · RSS +${cell(row.memory.growthBytes / MIB)} MiB (session + one batch of ${settings.memoryBatchSize})`);
+  });
+  await step("raw", async () => {
+    const report = await runBaseline({
+      model,
+      precision,
+      threads: settings.threads,
+      batchSizes: settings.batchSizes,
+      runs: settings.runs,
+      warmupRuns: run.quick ? 1 : 3,
+      onResult: (b) => progress(`${precision} · raw batch ${b.batchSize}: ${cell(b.imagesPerSecond)} images/s`),
     });
+    row.raw = report.results;
+  });
+  await step("served", async () => {
+    row.served = await measureServed(run, precision);
+    if (row.served.errorCount > 0) row.errors.push(`served: ${row.served.errorCount} failed requests (${row.served.firstError})`);
+    progress(`${precision} · served c=${settings.concurrency}: ${cell(row.served.requestsPerSecond)} req/s, p50 ${cell(row.served.latencyMs.p50)} ms`);
+  });
+}
 
-    await step("raw", async () => {
-      const report = await runBaseline({
-        model,
-        precision,
-        threads: settings.threads,
-        batchSizes,
-        runs: settings.runs,
-        warmupRuns: quick ? 1 : 3,
-        onResult: (b) => progress(`${precision} · raw batch ${b.batchSize}: ${cell(b.imagesPerSecond)} images/s`),
-      });
-      row.raw = report.results;
-    });
-
-    await step("served", async () => {
-      progress(`${precision} · starting a server (batching ${settings.maxBatchSize} / ${settings.batchTimeout} s, ${settings.workers} worker(s))`);
-      const report = await withServerProcess(
-        {
-          kind: "batchwise",
-          options: {
-            api: imageClassifier({ model, precision }),
-            maxBatchSize: settings.maxBatchSize,
-            batchTimeout: settings.batchTimeout,
-            workersPerDevice: settings.workers,
-          },
-        },
-        (server) =>
-          runApiBench({
-            url: server.url,
-            concurrency: [settings.concurrency],
-            requests: settings.requests,
-            imagesDir,
-            serverPid: server.pid,
-          }),
-      );
-      row.served = report.levels[0];
-      if (row.served.errorCount > 0) row.errors.push(`served: ${row.served.errorCount} failed requests (${row.served.firstError})`);
-      progress(`${precision} · served c=${settings.concurrency}: ${cell(row.served.requestsPerSecond)} req/s, p50 ${cell(row.served.latencyMs.p50)} ms`);
-    });
-  }
-
-  return { model, quick, machine: machineInfo(), settings, rows, durationSeconds: elapsed() };
+async function measureServed(run: PrecisionRun, precision: Precision): Promise<ApiBenchLevel> {
+  const { settings } = run;
+  run.progress(`${precision} · starting a server (batching ${settings.maxBatchSize} / ${settings.batchTimeout} s, ${settings.workers} worker(s))`);
+  const options = {
+    api: imageClassifier({ model: run.model, precision }),
+    maxBatchSize: settings.maxBatchSize,
+    batchTimeout: settings.batchTimeout,
+    workersPerDevice: settings.workers,
+  };
+  const report = await withServerProcess({ kind: "batchwise", options }, (server) =>
+    runApiBench({ url: server.url, concurrency: [settings.concurrency], requests: settings.requests, imagesDir: settings.imagesDir, serverPid: server.pid }),
+  );
+  return report.levels[0];
 }
 
 /** One row per precision, then a line per precision that does not run, with the provider's reason. */
@@ -332,7 +333,7 @@ async function classNamesOf(model: string): Promise<string[]> {
 function measureMemory(config: MemoryChildConfig): Promise<MemoryChildResult> {
   const fromSource = fileURLToPath(import.meta.url).endsWith(".ts");
   const entry = fileURLToPath(new URL(fromSource ? "./precision-memory-child.ts" : "./precision-memory-child.js", import.meta.url));
-  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
   const args = [...(fromSource ? ["--import", "tsx"] : []), entry, JSON.stringify(config)];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: process.env });
   let stdout = "";

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { ModelAPI, type ApiSource } from "../api/model-api.js";
+import { ModelAPI, type ApiSource } from "../../api/model-api.js";
 
 /**
  * A model that returns its input: serving it measures what the server itself costs per request (HTTP, JSON, queue,

@@ -1,8 +1,10 @@
-import type { Precision } from "../api/model-api.js";
-import { createSession, ort, settingsFor } from "../runtime/onnx.js";
-import { servedModel } from "./serving-config.js";
-import { availableCores } from "../runtime/device.js";
-import { msSince, summarize } from "./stats.js";
+import type { Precision } from "../../api/model-api.js";
+import { resolveModel } from "../../runtime/models.js";
+import { createSession, ort, settingsFor } from "../../runtime/onnx.js";
+import { servedModel } from "../servers/serving-config.js";
+import { listVariants } from "../../runtime/precision.js";
+import { availableCores } from "../../runtime/device.js";
+import { msSince, summarize } from "../load/stats.js";
 
 /**
  * The model's raw throughput: onnxruntime on random input, no HTTP, no image decoding, no batching queue. This is the

@@ -1,4 +1,4 @@
-import type { PrecisionBenchReport } from "../bench/precision.js";
+import type { PrecisionBenchReport } from "../../runs/precision.js";
 import { escapeHtml, formatNumber, type Figure } from "./plotly.js";
 
 /**

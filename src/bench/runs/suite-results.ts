@@ -1,11 +1,11 @@
-import type { Precision } from "../api/model-api.js";
+import type { Precision } from "../../api/model-api.js";
 import type { ApiBenchReport } from "./api-bench.js";
 import type { BaselineReport } from "./baseline.js";
-import type { MachineInfo } from "./machine.js";
+import type { MachineInfo } from "../load/machine.js";
 import type { OverheadReport } from "./overhead.js";
 import type { PerformanceReport } from "./performance.js";
 import type { PipelineReport } from "./pipeline.js";
-import type { TargetOutcome } from "./targets.js";
+import type { TargetOutcome } from "../report/targets.js";
 
 /**
  * The shape of a `bench suite` run's results.json: what ./suite.ts produces and ./report.ts draws. It lives apart
@@ -55,10 +55,4 @@ export interface SuiteResults {
   /** The classifier path's target figures on one JPEG (see ./performance.ts). */
   performance: PerformanceReport | null;
   targets: TargetOutcome[];
-}
-
-/** First line, at most 200 characters: a model-not-found message with install instructions is long. */
-export function shorten(message: string): string {
-  const line = message.split("\n")[0];
-  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
