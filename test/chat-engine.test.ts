@@ -10,7 +10,7 @@ import { parseChatRequest } from "../src/specs/openai.js";
 // The chat API in-process on the real local models: the decode loop against transformers.js's own generate(),
 // batched against one-at-a-time, seeded sampling, stop strings, aborts and context limits.
 const device: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
-const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
+const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
 
 interface Result {
   text: string;

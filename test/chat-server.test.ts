@@ -25,7 +25,7 @@ afterAll(() => server?.close());
 
 /** Greedy text of the same model in this process, no HTTP. */
 async function inProcess(content: string, maxTokens: number) {
-  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {} };
+  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" };
   const input = await local.decodeRequest(parseChatRequest({ messages: [{ role: "user", content }], max_tokens: maxTokens }), ctx);
   let text = "";
   for await (const step of local.predict([input], { signals: [ctx.signal], device: { accelerator: "cpu", index: 0, threads: 1, id: "cpu" } })) {

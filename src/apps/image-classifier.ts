@@ -56,7 +56,14 @@ function fillImage(image: ImageInput, into: Float32Array): void {
   else normalizeInto(image, into);
 }
 
-export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, ImageInput, Prediction[], ClassifierResponse> {
+export class ImageClassifierAPI extends ModelAPI<
+  ClassifierRequest | Upload,
+  ImageInput,
+  Prediction[],
+  ClassifierResponse,
+  ImageInput[],
+  Float32Array
+> {
   readonly options: Required<ImageClassifierOptions>;
   private session?: Session;
   private classNames: string[] = [];

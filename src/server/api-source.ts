@@ -84,7 +84,7 @@ export async function resolveApi(
   if (isApiClass(api)) {
     const from = module ?? callerModule();
     if (!from) throw new OptionError(`Cannot tell which file exports ${api.name}: pass \`module: import.meta.url\``);
-    return { source: { module: from, export: api.name, options: apiOptions }, instance: new api(apiOptions) };
+    return { source: { module: from, export: api.name, options: apiOptions }, instance: new (api as new (options: unknown) => ModelAPI)(apiOptions) };
   }
   if (isApiSource(api)) {
     if (apiOptions !== undefined) throw new OptionError("apiOptions is for an api class; an ApiSource carries its own `options`");
@@ -123,7 +123,7 @@ export async function loadApi(source: ApiSource): Promise<ModelAPI> {
     return Api as ApiConstructor;
   });
   const Api = await Promise.race([imported, offered]);
-  const api = new Api(source.options);
+  const api = new (Api as new (options: unknown) => ModelAPI)(source.options);
   if (typeof api.predict !== "function") {
     throw new Error(`"${source.export}" from ${source.module} is not a ModelAPI (no predict method)`);
   }

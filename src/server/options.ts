@@ -55,6 +55,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "drainPeriod", { kind: "number", min: 0, default: "5 s", doc: "on SIGTERM: seconds /readyz answers 503 while requests are still served, so a load balancer can notice; then in-flight requests finish and the process exits" }),
   option("server", "threadsPerWorker", { kind: "integer", min: 1, auto: true, default: "cores ÷ all workers", doc: "intra-op threads of each worker's model" }),
   option("server", "corsOrigins", { kind: "list", default: "none", doc: "browsers from these origins may call the server (CORS)" }),
+  option("server", "exposeErrors", { kind: "boolean", default: "false", doc: "development: a 500's body carries the internal error's message (it is always in the server's log, with the stack and the request id)" }),
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API

@@ -22,9 +22,11 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   corsOrigins?: string[];
   threadsPerWorker?: number | "auto";
   log?: boolean | ((line: string) => void);
+  /** Development: a 500's body carries the internal error's message (the log always has it). Off by default. */
+  exposeErrors?: boolean;
 }
 
-const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints"];
+const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "exposeErrors", "endpoints"];
 
 /**
  * Build a server for one or more model APIs.
@@ -77,6 +79,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
           retry: (path, outcome) => metrics?.retries.inc({ endpoint: path, outcome }),
         },
         log,
+        options.exposeErrors ?? false,
       ),
     );
   }
