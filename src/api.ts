@@ -159,8 +159,18 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
 }
 
 /**
- * How a worker finds an API: a module (absolute path or file: URL) and the name of an exported class.
- * `options` must be structured-cloneable; it is passed to the class constructor on every thread.
+ * How a worker finds an API: a module and the name of an exported class. `options` must be structured-cloneable; it
+ * is passed to the class constructor on every thread. `module` is spelled as a TypeScript `nodenext` import: a
+ * path relative to the file that calls serve/createServer (or absolute, or a file: URL), ending `.js`; where that
+ * `.js` does not exist but the `.ts` beside it does (the source, run under tsx), the `.ts` is loaded.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ApiSource } from "batchwise";
+ *
+ * const api: ApiSource<{ factor: number }> = { module: "./doubler-api.js", export: "Doubler", options: { factor: 2 } };
+ * await serve({ api });
+ * ```
  */
 export interface ApiSource<Options = unknown> {
   module: string;

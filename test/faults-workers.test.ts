@@ -124,7 +124,7 @@ describe("faults inside the model", () => {
 
   it("a model whose setup fails makes startup fail with its message; nothing is left listening", async () => {
     const server = await createServer({ api: faultyApi({ failSetup: "model.onnx: invalid protobuf" }), port: 0, log: false });
-    await expect(server.listen()).rejects.toThrow(/setup\(\) failed in worker 0 \(cpu\): model\.onnx: invalid protobuf/);
+    await expect(server.listen()).rejects.toThrow(/setup\(\) failed in worker 0 \(cpu\): Error: model\.onnx: invalid protobuf/);
     expect(server.app.server.listening).toBe(false);
   });
 });

@@ -59,7 +59,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API
-  option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }`, or an instance (in-process only)" }),
+  option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }` (`module`: a path like an import's, `./my-api.js`, which loads `./my-api.ts` under tsx), or an instance (in-process only)" }),
   option("endpoint", "module", { kind: "value", default: "the calling file", doc: "where workers import an `api` class from (`import.meta.url` of the file that exports it or calls `serve`)" }),
   option("endpoint", "apiOptions", { kind: "value", default: "none", doc: "structured-cloneable argument passed to the `api` class's constructor on every thread" }),
   option("endpoint", "path", { kind: "value", default: "`/predict`", doc: "route (POST); the spec's own path by default" }),
