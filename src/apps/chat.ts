@@ -10,6 +10,10 @@
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { chatModel } from "batchwise/chat";
+ * import { openAISpec } from "batchwise/openai";
+ *
  * const server = await createServer({ api: chatModel({ model: "tiny-random-llama" }), spec: openAISpec(), maxBatchSize: 8 });
  * ```
  */

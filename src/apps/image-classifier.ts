@@ -9,6 +9,9 @@
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { imageClassifier } from "batchwise/classifier";
+ *
  * const server = await createServer({ api: imageClassifier({ labels: "imagenet" }), maxBatchSize: 32, batchTimeout: 0.01 });
  * ```
  */

@@ -36,6 +36,9 @@ const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTime
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { imageClassifier } from "batchwise/classifier";
+ *
  * const server = await createServer({ api: imageClassifier(), maxBatchSize: 64, batchTimeout: 0.01 });
  * const url = await server.listen();   // http://127.0.0.1:8000
  * ```
