@@ -87,4 +87,12 @@ describe("two-file serving, one spelling for tsx and compiled node", () => {
     const answers = await Promise.all([1, 2, 21].map((x) => double(server.url, x)));
     expect(answers).toEqual([1, 2, 21].map((x) => ({ status: 200, body: { y: factor * x } })));
   }, 120_000);
+
+  it("plain node (no tsx) with only the .ts beside: a startup error that says what to do", () => {
+    const script = path.join(dir, "plain-node-server.mjs");
+    writeFileSync(script, `import { serve } from "batchwise";\nawait serve({ api: { module: "./doubler-api.js", export: "Doubler" }, port: 0 });\n`);
+    const run = spawnSync(process.execPath, [script], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/doubler-api\.ts is TypeScript and its \.js does not exist: run the server under tsx/);
+  }, 60_000);
 });

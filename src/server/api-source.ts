@@ -114,7 +114,14 @@ export async function loadApi(source: ApiSource): Promise<ModelAPI> {
     const slot: WorkerSlot = { offer: (Api) => Api.name === source.export && resolve(Api) };
     (globalThis as Record<symbol, unknown>)[WORKER_SLOT] = slot;
   });
-  const imported = import(specifier).then((mod: Record<string, unknown>) => {
+  const imported = import(specifier).catch((error: NodeJS.ErrnoException) => {
+    // The .ts beside a missing .js was chosen (see resolveModulePath), but this process does not run TypeScript.
+    if (error?.code !== "ERR_UNKNOWN_FILE_EXTENSION" || !/\.[mc]?ts$/.test(specifier)) throw error;
+    throw new OptionError(
+      `${fileURLToPath(specifier)} is TypeScript and its .js does not exist: run the server under tsx ` +
+        "(`npx tsx server.ts`), or compile both files and run the compiled server",
+    );
+  }).then((mod: Record<string, unknown>) => {
     const Api = mod[source.export];
     if (typeof Api !== "function") {
       throw new Error(
