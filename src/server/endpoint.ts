@@ -277,22 +277,29 @@ export class Endpoint {
   private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext, failures: RequestFailures) {
     const iterator = (Symbol.asyncIterator in outputs ? outputs[Symbol.asyncIterator]() : outputs[Symbol.iterator]()) as
       AsyncIterator<unknown> | Iterator<unknown>;
-    for (;;) {
-      let next: IteratorResult<unknown>;
-      try {
-        next = await iterator.next();
-      } catch (error) {
-        throw failures.predict(error);
+    let finished = false;
+    try {
+      for (;;) {
+        let next: IteratorResult<unknown>;
+        try {
+          next = await iterator.next();
+        } catch (error) {
+          finished = true;
+          throw failures.predict(error);
+        }
+        if (next.done) return void (finished = true);
+        let encoded: unknown;
+        try {
+          encoded = await this.api.encodeResponse(next.value, ctx);
+        } catch (error) {
+          throw failures.encode(error);
+        }
+        if (isAsyncIterable(encoded)) yield* encoded;
+        else yield encoded;
       }
-      if (next.done) return;
-      let encoded: unknown;
-      try {
-        encoded = await this.api.encodeResponse(next.value, ctx);
-      } catch (error) {
-        throw failures.encode(error);
-      }
-      if (isAsyncIterable(encoded)) yield* encoded;
-      else yield encoded;
+    } finally {
+      // The response stopped reading (client gone, encode failed): as for-of would, stop the outputs' source too.
+      if (!finished) await iterator.return?.();
     }
   }
 }
