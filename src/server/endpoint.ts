@@ -32,7 +32,7 @@ export interface EndpointOptions {
   /** Passed to the `api` class's constructor on every thread (structured-cloneable). */
   apiOptions?: unknown;
   path?: string;
-  spec?: Spec<any, any>;
+  spec?: Spec<unknown, unknown>;
   stream?: boolean;
   maxBatchSize?: number;
   batchTimeout?: number;

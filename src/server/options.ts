@@ -64,7 +64,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("endpoint", "apiOptions", { kind: "value", default: "none", doc: "structured-cloneable argument passed to the `api` class's constructor on every thread" }),
   option("endpoint", "path", { kind: "value", default: "`/predict`", doc: "route (POST); the spec's own path by default" }),
   option("endpoint", "spec", { kind: "value", default: "plain JSON", doc: "wire format: `plainSpec()` or `openAISpec()`" }),
-  option("endpoint", "stream", { kind: "value", default: "false", doc: "plain spec: `predict` is an async generator whose outputs are sent as NDJSON" }),
+  option("endpoint", "stream", { kind: "value", default: "false", doc: "plain spec: `predict` is an async generator whose outputs are sent as NDJSON (not inferred: the server refuses to start when predict and this disagree)" }),
   option("endpoint", "maxBatchSize", { kind: "integer", min: 1, default: "1 (off)", doc: "most requests per batch; 1 turns batching off" }),
   option("endpoint", "batchTimeout", { kind: "number", min: 0, default: "0.01 s when batching", doc: "seconds a batch may wait to fill while more work is on its way" }),
   option("endpoint", "workersPerDevice", { kind: "integer", min: 0, default: "1", doc: "model worker threads per device; 0 runs the API on the main thread", aliases: ["workers"] }),
