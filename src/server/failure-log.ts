@@ -129,9 +129,13 @@ export class RequestFailures {
  * (and node prints when nothing catches it) and what the server logs, so the operator sees where setup broke.
  */
 export class SetupError extends Error {
-  constructor(where: string, readonly detail: ErrorDetail) {
+  /** The original error's class, message and stack (not enumerable: node's report of an uncaught one stays short). */
+  declare readonly detail: ErrorDetail;
+
+  constructor(where: string, detail: ErrorDetail) {
     super(`setup() failed in ${where}: ${detail.name}: ${detail.message}`);
     this.name = "SetupError";
+    Object.defineProperty(this, "detail", { value: detail, enumerable: false });
     const frames = detail.stack?.split("\n").filter((line) => /^\s+at /.test(line)) ?? [];
     if (frames.length) this.stack = `${this.name}: ${this.message}\n${frames.join("\n")}`;
   }
