@@ -4,8 +4,11 @@
  * @example
  * ```ts
  * import { ModelAPI, serve } from "batchwise";
+ *
  * export class Doubler extends ModelAPI<{ x: number }, number, number, { y: number }> {
+ *   override decodeRequest(request: { x: number }) { return request.x; }
  *   predict(batch: number[]) { return batch.map((x) => 2 * x); }
+ *   override encodeResponse(y: number) { return { y }; }
  * }
  * await serve({ api: Doubler, maxBatchSize: 64 });
  * ```
@@ -14,6 +17,10 @@ export {
   ModelAPI,
   BadRequestError,
   ContractError,
+  END_OF_STREAM,
+  type AnyModelAPI,
+  type BatchOutputs,
+  type EndOfStream,
   type Accelerator,
   type AcceleratorChoice,
   type ApiConstructor,

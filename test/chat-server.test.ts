@@ -27,7 +27,7 @@ afterAll(() => server?.close());
 
 /** Greedy text of the same model in this process, no HTTP. */
 async function inProcess(content: string, maxTokens: number) {
-  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {} };
+  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" };
   const input = await local.decodeRequest(parseChatRequest({ messages: [{ role: "user", content }], max_tokens: maxTokens }), ctx);
   let text = "";
   for await (const step of local.predict([input], { signals: [ctx.signal], device: { accelerator: "cpu", index: 0, threads: 1, id: "cpu" } })) {
@@ -101,6 +101,32 @@ describe("chat model served through the OpenAI spec", () => {
     const batches = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);
     const singles = Number(/batchwise_batch_size_bucket\{le="1"[^}]*\} (\d+)/.exec(metrics)?.[1]);
     expect(batches - singles).toBeGreaterThan(0); // at least one batch generated several streams at once
+  });
+
+  it("a short stream batched with a long one ends when its own tokens are done, not when the long one's are", async () => {
+    const multiBatches = async () => {
+      const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+      const count = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);
+      return (count - Number(/batchwise_batch_size_bucket\{le="1"[^}]*\} (\d+)/.exec(metrics)?.[1])) || 0; // no batch yet: NaN
+    };
+    const before = await multiBatches();
+    let longText = "";
+    const stream = async (content: string, maxTokens: number, onText: (text: string) => void = () => {}) => {
+      const chunks = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0, stream: true });
+      for await (const chunk of chunks) onText(chunk.choices[0]?.delta.content ?? "");
+    };
+    // the blocker holds the worker, so the next two queue up and are generated as one batch
+    let blockerStarted = false;
+    const blocker = stream("Count to ten", 40, () => (blockerStarted = true));
+    while (!blockerStarted) await new Promise((r) => setTimeout(r, 5));
+    const long = stream("Tell me about dragons", 120, (text) => (longText += text));
+    await new Promise((r) => setTimeout(r, 20));
+    await stream("hi", 2);
+    const longTextWhenShortEnded = longText;
+    await Promise.all([long, blocker]);
+    expect(await multiBatches()).toBeGreaterThan(before);
+    // ordering, not timing: the 2-token answer was complete long before the 120-token one
+    expect(longTextWhenShortEnded.length).toBeLessThan(longText.length / 2);
   });
 
   it("ends with finish_reason stop at a stop string", async () => {

@@ -34,7 +34,7 @@ describe("/v1/completions streaming merges the steps already waiting, per choice
       for await (const value of source) yield value;
     }
     const request = parseCompletionRequest({ model: MODEL, prompt: ["a", "b"], stream: true, stream_options: { include_usage: true } });
-    const response = await openAISpec().respond(request, layer(layer(steps)), { signal: new AbortController().signal, headers: {}, state: {} });
+    const response = await openAISpec().respond(request, layer(layer(steps)), { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
     if (response.kind !== "stream") throw new Error("expected a stream");
     let text = "";
     for await (const piece of response.body) text += piece;

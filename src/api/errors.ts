@@ -41,6 +41,9 @@ export const errorCodes = {
   // 500: the model or the server failed
   internal_error: { status: 500, message: "Internal server error" },
   predict_failed: { status: 500, message: "Prediction failed" },
+  decode_failed: { status: 500, message: "Decoding the request failed on the server (a bug in the model API, not in the request)" },
+  encode_failed: { status: 500, message: "Encoding the response failed on the server" },
+  setup_failed: { status: 500, message: "The model's setup failed; the server cannot serve it" },
   worker_crashed: { status: 500, message: "The worker running this request stopped unexpectedly; it is being replaced" },
   poison_input: { status: 500, message: "This input stopped a worker twice; it is not retried again" },
   // 503/504: capacity and time
@@ -96,8 +99,6 @@ export const errors = {
     new HttpError("queue_timeout", `The request waited more than ${seconds} s for a free worker`),
   predictTimeout: (seconds: number) =>
     new HttpError("predict_timeout", `The model did not answer within ${seconds} s; its worker is being replaced`),
-  // A model's errors often name its files (onnxruntime: "Load model from /path/model.onnx failed"): cleaned.
-  predictFailed: (message: string) => new HttpError("predict_failed", `Prediction failed: ${clean(message)}`),
 };
 
 /**
@@ -142,13 +143,4 @@ export function clean(message: string): string {
     .split("\n")[0]
     .replace(/(?:file:\/\/)?(?:\/[\w.@+-]+){2,}/g, "<path>")
     .slice(0, 500);
-}
-
-/**
- * An error thrown by decodeRequest is about the request: a 400 (or the status a BadRequestError/HttpError asks for),
- * never a 500, with a cleaned one-line message.
- */
-export function decodeFailed(error: unknown): HttpError {
-  if (error instanceof HttpError || isUserError(error)) return toHttpError(error);
-  return new HttpError("invalid_input", clean((error as Error)?.message ?? String(error)));
 }

@@ -14,15 +14,20 @@ import type { Upload } from "./upload.js";
  * export name (see {@link ApiSource}); the main thread constructs its own instance from the same source, without
  * calling `setup`.
  *
- * Streaming: when `predict` is an async generator, each value it yields is unbatched and sent to the client as it
- * is produced; `encodeResponse` is then called once per item.
+ * Streaming: when `predict` is an async generator (the endpoint then needs `stream: true`, checked when the server
+ * starts), each array it yields has one entry per input: an output, sent to that input's client at once (through
+ * `encodeResponse`); `undefined` when that input has nothing this step; or {@link END_OF_STREAM} when its stream is
+ * finished: its response closes then, while the rest of the batch goes on. A stream also ends when the generator
+ * returns.
  *
  * @example
  * ```ts
+ * import { ModelAPI } from "batchwise";
+ *
  * export class SumAPI extends ModelAPI<{ numbers: number[] }, number, number, { sum: number }> {
- *   decodeRequest(request) { return request.numbers.reduce((a, b) => a + b, 0); }
+ *   override decodeRequest(request: { numbers: number[] }) { return request.numbers.reduce((a, b) => a + b, 0); }
  *   predict(batch: number[]) { return batch.map((x) => x * 2); }
- *   encodeResponse(output) { return { sum: output }; }
+ *   override encodeResponse(output: number) { return { sum: output }; }
  * }
  * ```
  */
@@ -51,6 +56,9 @@ export interface SetupContext {
 }
 
 export interface RequestContext {
+  /** The request's id: its `X-Request-Id` header when the client sent a sane one, else generated; every response and
+   * every failure logged for it carry it. */
+  requestId: string;
   /** Aborted when the client disconnects. */
   signal: AbortSignal;
   headers: Record<string, string | string[] | undefined>;
@@ -68,11 +76,40 @@ export interface PredictContext {
 export type PredictResult<B> = B | Promise<B> | AsyncIterable<B>;
 
 /**
- * Base class for a served model. `In` is one decoded input, `Out` one prediction. `batch` turns `In[]` into
- * whatever `predict` takes; `unbatch` turns what `predict` returns back into `Out[]` (one per input, same order).
- * The defaults pass arrays through unchanged.
+ * The entry a streaming predict yields for an input whose stream is finished: that input's response ends at once,
+ * while the others of its batch go on. (A registered symbol, so a second copy of batchwise sees the same one.)
+ *
+ * @example
+ * ```ts
+ * import { END_OF_STREAM, ModelAPI } from "batchwise";
+ *
+ * export class Countdown extends ModelAPI<{ n: number }, number, { left: number }, { left: number }> {
+ *   override decodeRequest(request: { n: number }) { return request.n; }
+ *   async *predict(batch: number[]) {
+ *     for (let step = 0; step <= Math.max(...batch); step++) {
+ *       yield batch.map((n) => (step < n ? { left: n - step } : step === n ? END_OF_STREAM : undefined));
+ *     }
+ *   }
+ * }
+ * ```
  */
-export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res = unknown> {
+export const END_OF_STREAM: unique symbol = Symbol.for("batchwise.endOfStream") as never;
+export type EndOfStream = typeof END_OF_STREAM;
+
+/**
+ * One batch's outputs as predict returns them (through the default `unbatch`): one entry per input, in input order.
+ * A streaming predict yields one such array per step, where an entry may also be `undefined` (nothing for that input
+ * this step) or {@link END_OF_STREAM} (that input's stream is finished).
+ */
+export type BatchOutputs<Out> = (Out | undefined | EndOfStream)[];
+
+/**
+ * Base class for a served model. `Req` is a request body, `In` one decoded input, `Out` one prediction, `Res` one
+ * response body. `batch` turns `In[]` into `Batch`, what `predict` takes; `unbatch` turns what `predict` returns
+ * (`Raw`) back into `Out[]` (one per input, same order). The defaults pass arrays through unchanged, so by default
+ * predict takes `In[]` and returns `Out[]` (or a stream of them): tsc checks predict against the class's parameters.
+ */
+export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res = unknown, Batch = In[], Raw = BatchOutputs<Out>> {
   /** Metadata shown by GET /info (model name, precision, labels…); filled in by setup or the constructor. */
   info: Record<string, unknown> = {};
 
@@ -85,15 +122,18 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
   }
 
   /** Combine decoded inputs into one model input. */
-  batch(inputs: In[]): unknown {
-    return inputs;
+  batch(inputs: In[]): Batch {
+    return inputs as unknown as Batch;
   }
 
-  /** Run the model on a batch (an array of one item when batching is off). May be an async generator. */
-  abstract predict(x: any, ctx: PredictContext): PredictResult<any>;
+  /**
+   * Run the model on a batch (an array of one item when batching is off). May be an async generator (a streaming
+   * endpoint: see the class's description for how each input's stream ends).
+   */
+  abstract predict(batch: Batch, ctx: PredictContext): PredictResult<Raw>;
 
   /** Split a batch output into one output per input. */
-  unbatch(output: unknown): Out[] {
+  unbatch(output: Raw): Out[] {
     if (!Array.isArray(output)) {
       throw new ContractError("predict() returned a non-array value; implement unbatch() to split it per input");
     }
@@ -119,8 +159,18 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
 }
 
 /**
- * How a worker finds an API: a module (absolute path or file: URL) and the name of an exported class.
- * `options` must be structured-cloneable; it is passed to the class constructor on every thread.
+ * How a worker finds an API: a module and the name of an exported class. `options` must be structured-cloneable; it
+ * is passed to the class constructor on every thread. `module` is spelled as a TypeScript `nodenext` import: a
+ * path relative to the file that calls serve/createServer (or absolute, or a file: URL), ending `.js`; where that
+ * `.js` does not exist but the `.ts` beside it does (the source, run under tsx), the `.ts` is loaded.
+ *
+ * @example
+ * ```ts
+ * import { serve, type ApiSource } from "batchwise";
+ *
+ * const api: ApiSource<{ factor: number }> = { module: "./doubler-api.js", export: "Doubler", options: { factor: 2 } };
+ * await serve({ api });
+ * ```
  */
 export interface ApiSource<Options = unknown> {
   module: string;
@@ -144,7 +194,11 @@ export interface ServingDefaults {
   maxPayloadSize?: number;
 }
 
-export type ApiConstructor = new (options?: any) => ModelAPI<any, any, any, any>;
+/** Any served API, whatever its type parameters. */
+export type AnyModelAPI = ModelAPI<unknown, unknown, unknown, unknown, unknown, unknown>;
+
+/** A ModelAPI class, as `api:` takes it: constructed with its `options` on every thread. */
+export type ApiConstructor<Options = never> = new (options: Options) => AnyModelAPI;
 
 /**
  * The client sent something the API cannot use: becomes a 400 (or the 4xx `status` given) with this code and
@@ -167,5 +221,5 @@ export class ContractError extends Error {
 }
 
 export function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return value != null && typeof (value as any)[Symbol.asyncIterator] === "function";
+  return value != null && typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === "function";
 }

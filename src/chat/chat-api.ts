@@ -10,6 +10,10 @@
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { chatModel } from "batchwise/chat";
+ * import { openAISpec } from "batchwise/openai";
+ *
  * const server = await createServer({ api: chatModel({ model: "tiny-random-llama" }), spec: openAISpec(), maxBatchSize: 8 });
  * ```
  */
@@ -17,8 +21,10 @@ import { fileURLToPath } from "node:url";
 import type { PreTrainedTokenizer } from "@huggingface/transformers";
 import {
   BadRequestError,
+  END_OF_STREAM,
   ModelAPI,
   type Accelerator,
+  type EndOfStream,
   type ApiSource,
   type Device,
   type PrecisionChoice,
@@ -199,7 +205,7 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
    * Every sequence of the batch in one engine call; a request with several prompts gets, per step, the steps of
    * its prompts that have news (each with its choice index).
    */
-  override async *predict(batch: ChatInput[], ctx: PredictContext): AsyncIterable<(ChatOutput | undefined)[]> {
+  override async *predict(batch: ChatInput[], ctx: PredictContext): AsyncIterable<(ChatOutput | undefined | EndOfStream)[]> {
     if (!this.engine) throw new Error("ChatAPI.predict called before setup");
     const inputs: PromptInput[] = [];
     const signals: AbortSignal[] = [];
@@ -214,8 +220,19 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     // Every prompt of the batch is tokenized before any generates: one too long fails this call before any output,
     // and the server then runs the batch's other requests alone (one bad input fails only its own request).
     const sequences = await Promise.all(inputs.map((input) => this.prepare(input)));
+    // A request whose sequences have all finished ends its stream now, not when the batch's longest one does.
+    const left = batch.map((input) => (Array.isArray(input) ? input.length : 1));
+    const ended = (step: (ChatStep | undefined)[]) => {
+      const done = new Set<number>();
+      step.forEach((s, j) => s?.finishReason && --left[owner[j].item] === 0 && done.add(owner[j].item));
+      return done.size ? batch.map((_, item) => (done.has(item) ? END_OF_STREAM : undefined)) : undefined;
+    };
     if (owner.length === batch.length && batch.every((input) => !Array.isArray(input))) {
-      yield* this.engine.generate(sequences, signals);
+      for await (const step of this.engine.generate(sequences, signals)) {
+        yield step;
+        const end = ended(step);
+        if (end) yield end;
+      }
       return;
     }
     for await (const step of this.engine.generate(sequences, signals)) {
@@ -227,6 +244,8 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
         else ((out[item] ??= []) as ChatStep[]).push({ ...s, index: choice });
       });
       yield out;
+      const end = ended(step);
+      if (end) yield end;
     }
   }
 

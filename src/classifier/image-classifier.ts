@@ -9,6 +9,9 @@
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { imageClassifier } from "batchwise/classifier";
+ *
  * const server = await createServer({ api: imageClassifier({ labels: "imagenet" }), maxBatchSize: 32, batchTimeout: 0.01 });
  * ```
  */
@@ -58,7 +61,14 @@ function fillImage(image: ImageInput, into: Float32Array): void {
   else normalizeInto(image, into);
 }
 
-export class ImageClassifierAPI extends ModelAPI<ClassifierRequest | Upload, ImageInput, Prediction[], ClassifierResponse> {
+export class ImageClassifierAPI extends ModelAPI<
+  ClassifierRequest | Upload,
+  ImageInput,
+  Prediction[],
+  ClassifierResponse,
+  ImageInput[],
+  Float32Array
+> {
   readonly options: Required<ImageClassifierOptions>;
   private session?: Session;
   private classNames: string[] = [];

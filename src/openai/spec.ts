@@ -11,6 +11,11 @@
  *
  * @example
  * ```ts
+ * import OpenAI from "openai";
+ * import { createServer } from "batchwise";
+ * import { chatModel } from "batchwise/chat";
+ * import { openAISpec } from "batchwise/openai";
+ *
  * const server = await createServer({ api: chatModel({ model: "tiny-random-llama" }), spec: openAISpec() });
  * const client = new OpenAI({ baseURL: `${await server.listen()}/v1`, apiKey: "unused" });
  * const reply = await client.chat.completions.create({ model: "tiny-random-llama", messages: [{ role: "user", content: "Hi" }] });

@@ -73,6 +73,8 @@ class ConversionError extends Error {
  * The path of `source` converted to `target`, converting (and caching) on first use.
  * @example
  * ```ts
+ * import { convertedModelFile } from "batchwise";
+ *
  * const file = await convertedModelFile("models/net/net-fp32.onnx", "fp16", "compute");
  * ```
  */

@@ -178,12 +178,14 @@ export class Batcher {
     const cancellations = items.map((item) => item.cancellation);
     const streaming = items[0].channel !== undefined;
     try {
-      const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes) => {
+      const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes, ended) => {
         outputs.forEach((output, k) => {
           if (output === undefined) return;
           items[indexes[k]].emitted = true;
           items[indexes[k]].channel!.push(output);
         });
+        // An item whose stream is finished closes its response now, not when its batch's longest stream does.
+        for (const i of ended ?? []) items[i].channel!.end();
       } : undefined);
       items.forEach((item, i) => {
         const error = outcome.errors[i];

@@ -2,6 +2,7 @@ import type { ResourceLimits } from "node:worker_threads";
 import {
   isAsyncIterable,
   type AcceleratorChoice,
+  type AnyModelAPI,
   type ApiConstructor,
   type ApiSource,
   type Device,
@@ -13,8 +14,9 @@ import { plainSpec } from "./plain-spec.js";
 import { resolveApi } from "./api-source.js";
 import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";
-import { decodeFailed, errors } from "../api/errors.js";
-import { OptionError } from "./options.js";
+import { errors } from "../api/errors.js";
+import { formatSetupFailure, RequestFailures } from "./failure-log.js";
+import { checkOptions, OptionError } from "./options.js";
 import type { Spec, SpecResponse } from "../api/spec.js";
 import { WorkerPool } from "./worker-pool.js";
 
@@ -24,13 +26,13 @@ import { WorkerPool } from "./worker-pool.js";
  */
 export interface EndpointOptions {
   /** The ModelAPI class (workers import it; see api-source.ts), an ApiSource, or an instance (in-process only). */
-  api: ApiConstructor | ApiSource | ModelAPI<any, any, any, any>;
+  api: ApiConstructor | ApiSource | AnyModelAPI;
   /** Where workers import an `api` class from: `import.meta.url` of the file that exports it or calls `serve`. */
   module?: string;
   /** Passed to the `api` class's constructor on every thread (structured-cloneable). */
   apiOptions?: unknown;
   path?: string;
-  spec?: Spec<any, any>;
+  spec?: Spec<unknown, unknown>;
   stream?: boolean;
   maxBatchSize?: number;
   batchTimeout?: number;
@@ -98,7 +100,8 @@ export class Endpoint {
     readonly config: ResolvedEndpointConfig,
     source: ApiSource | undefined,
     events: EndpointEvents,
-    log: (message: string) => void,
+    private readonly log: (message: string) => void,
+    private readonly exposeErrors: boolean,
   ) {
     this.pool = new WorkerPool({
       source,
@@ -130,6 +133,8 @@ export class Endpoint {
     threads: number,
     events: EndpointEvents,
     log: (message: string) => void,
+    /** Development: 500 bodies carry the internal error's message (see failure-log.ts). */
+    exposeErrors = false,
   ): Promise<Endpoint> {
     const spec = options.spec ?? plainSpec({ path: options.path, stream: options.stream });
     const path = options.path ?? spec.path;
@@ -165,11 +170,16 @@ export class Endpoint {
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
     };
-    return new Endpoint(spec, instance, config, source, events, log);
+    checkStreaming(instance, spec, options.spec === undefined);
+    return new Endpoint(spec, instance, config, source, events, log, exposeErrors);
   }
 
+  /** Start the workers; a setup failure is logged (with the stack from where it threw) and rejects. */
   start(): Promise<void> {
-    return this.pool.start();
+    return this.pool.start().catch((error: unknown) => {
+      this.log(formatSetupFailure(this.config.path, error));
+      throw error;
+    });
   }
 
   /** Content types this endpoint takes as raw bytes (the body itself, or a multipart file): the API's own list. */
@@ -187,11 +197,13 @@ export class Endpoint {
     const request = this.spec.parseRequest(body, ctx, route);
     this.batcher.checkCapacity();
     this.batcher.decoding++;
+    // Every failure of this request's stages goes through here: logged once with the request id, answered safely.
+    const failures = new RequestFailures({ log: this.log, exposeErrors: this.exposeErrors }, ctx.requestId, route);
     let input: unknown;
     try {
       input = await this.api.decodeRequest(request, ctx);
     } catch (error) {
-      throw decodeFailed(error);
+      throw failures.decode(error);
     } finally {
       this.batcher.decoding--;
     }
@@ -200,10 +212,15 @@ export class Endpoint {
     const redecode = this.config.idempotent ? () => this.api.decodeRequest(request, ctx) : undefined;
     if (this.config.streams) {
       const outputs = this.batcher.submitStream(input, cancellation, redecode);
-      return this.spec.respond(request, this.encodeEach(outputs, ctx), ctx);
+      return this.spec.respond(request, this.encodeEach(outputs, ctx, failures), ctx);
     }
-    const output = await this.batcher.submit(input, cancellation, redecode);
-    return this.spec.respond(request, this.encodeEach([output], ctx), ctx);
+    let output: unknown;
+    try {
+      output = await this.batcher.submit(input, cancellation, redecode);
+    } catch (error) {
+      throw failures.predict(error);
+    }
+    return this.spec.respond(request, this.encodeEach([output], ctx, failures), ctx);
   }
 
   /** Count a request from arrival until its response is finished (streams included). */
@@ -258,11 +275,57 @@ export class Endpoint {
     };
   }
 
-  private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext) {
-    for await (const output of outputs) {
-      const encoded = await this.api.encodeResponse(output, ctx);
-      if (isAsyncIterable(encoded)) yield* encoded;
-      else yield encoded;
+  /** encodeResponse for each output; a predict failure mid-stream or an encode failure is logged and answered once. */
+  private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext, failures: RequestFailures) {
+    const iterator = (Symbol.asyncIterator in outputs ? outputs[Symbol.asyncIterator]() : outputs[Symbol.iterator]()) as
+      AsyncIterator<unknown> | Iterator<unknown>;
+    let finished = false;
+    try {
+      for (;;) {
+        let next: IteratorResult<unknown>;
+        try {
+          next = await iterator.next();
+        } catch (error) {
+          finished = true;
+          throw failures.predict(error);
+        }
+        if (next.done) return void (finished = true);
+        let encoded: unknown;
+        try {
+          encoded = await this.api.encodeResponse(next.value, ctx);
+        } catch (error) {
+          throw failures.encode(error);
+        }
+        if (isAsyncIterable(encoded)) yield* encoded;
+        else yield encoded;
+      }
+    } finally {
+      // The response stopped reading (client gone, encode failed): as for-of would, stop the outputs' source too.
+      if (!finished) await iterator.return?.();
     }
+  }
+}
+
+/**
+ * Streaming is decided at setup, not found out by the first request: an async-generator predict needs a streaming
+ * endpoint (`stream: true`, or a spec that streams), and a streaming endpoint needs a predict that can stream (an
+ * async generator, or a plain method returning an AsyncIterable; an `async` method returns a single Promise).
+ */
+function checkStreaming(api: ModelAPI, spec: Spec, plain: boolean): void {
+  const kind = (api.predict as { constructor?: { name?: string } })?.constructor?.name;
+  const name = api.constructor.name;
+  if (kind === "AsyncGeneratorFunction" && !spec.streamsPredict) {
+    throw new OptionError(
+      plain
+        ? `${name}.predict is an async generator: set \`stream: true\` on its endpoint to send each output as it comes (NDJSON), or make predict return its outputs`
+        : `${name}.predict is an async generator but the ${spec.name} spec does not stream predict`,
+    );
+  }
+  if (kind === "AsyncFunction" && spec.streamsPredict) {
+    throw new OptionError(
+      plain
+        ? `\`stream: true\` needs predict to stream, but ${name}.predict is an async method (one Promise): write it as \`async *predict\` and yield each step's outputs, or remove \`stream: true\``
+        : `The ${spec.name} spec streams predict, but ${name}.predict is an async method (one Promise): write it as \`async *predict\``,
+    );
   }
 }

@@ -2,6 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import { clean, errors, HttpError, toHttpError } from "../api/errors.js";
+import { errorDetail, formatFailure, requestIdFrom } from "./failure-log.js";
 import { parseJsonBody } from "./json-body.js";
 import { installLingeringClose } from "./lingering-close.js";
 import { errorBody, type Spec } from "../api/spec.js";
@@ -44,6 +45,12 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
     // The lifecycle's onRequest hook refuses requests that arrive after shutdown began, in the catalogue's shape.
     return503OnClosing: false,
     forceCloseConnections: "idle",
+    // Every response carries X-Request-Id (the client's own when it sent a sane one): the id the server's log uses.
+    genReqId: (request) => requestIdFrom(request.headers["x-request-id"]),
+  });
+  app.addHook("onRequest", (request, reply, done) => {
+    reply.header("x-request-id", request.id);
+    done();
   });
   // An answer sent before the body finished arriving (413, 401, 415) is read by the client instead of lost to a reset.
   installLingeringClose(app.server);
@@ -73,7 +80,7 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
       !(error instanceof HttpError) && (error as { statusCode?: number }).statusCode === 415
         ? errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(options.binaryTypes))
         : toHttpError(error);
-    if (httpError.code === "internal_error") options.log(`internal error on ${request.url}: ${(error as Error).message}`);
+    if (httpError.code === "internal_error") options.log(formatFailure("internal_error", request.id, request.url.split("?")[0], errorDetail(error)));
     const spec = (request.routeOptions.config as { spec?: Spec }).spec;
     reply.code(httpError.status).headers(httpError.headers).send(spec ? spec.formatError(httpError) : errorBody(httpError));
   });

@@ -75,7 +75,7 @@ export function createLifecycle(parts: {
         }
       } else {
         ready.catch(async (error) => {
-          log(`startup failed: ${(error as Error).message}`);
+          log(`startup failed (${(error as Error).name}, logged above): closing the server`);
           await server.close();
         });
       }

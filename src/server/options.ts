@@ -75,6 +75,7 @@ export const SERVER_DEFAULTS = {
   keepAliveTimeout: 5,
   drainPeriod: 5,
   apiServers: 1,
+  exposeErrors: false,
 };
 
 /** Endpoint defaults, typed; an API's own `servingDefaults` (e.g. the classifier's batching) go over them. */
@@ -106,15 +107,16 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "apiServers", { kind: "integer", min: 1, value: SERVER_DEFAULTS.apiServers, doc: "HTTP processes sharing the port (node:cluster), each with its own model workers: for machines where one main thread tops out before the models (serve() and the CLI only)" }),
   option("server", "threadsPerWorker", { kind: "integer", min: 1, auto: true, default: "cores ÷ all workers", doc: "intra-op threads of each worker's model" }),
   option("server", "corsOrigins", { kind: "list", doc: "browsers from these origins may call the server (CORS)" }),
+  option("server", "exposeErrors", { kind: "boolean", value: SERVER_DEFAULTS.exposeErrors, doc: "development: a 500's body carries the internal error's message (it is always in the server's log, with the stack and the request id)" }),
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API
-  option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }`, or an instance (in-process only)" }),
+  option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }` (`module`: a path like an import's, `./my-api.js`, which loads `./my-api.ts` under tsx), or an instance (in-process only)" }),
   option("endpoint", "module", { kind: "value", default: "the calling file", doc: "where workers import an `api` class from (`import.meta.url` of the file that exports it or calls `serve`)" }),
   option("endpoint", "apiOptions", { kind: "value", default: "none", doc: "structured-cloneable argument passed to the `api` class's constructor on every thread" }),
   option("endpoint", "path", { kind: "value", default: "`/predict`", doc: "route (POST); the spec's own path by default" }),
   option("endpoint", "spec", { kind: "value", default: "plain JSON", doc: "wire format: `plainSpec()` or `openAISpec()`" }),
-  option("endpoint", "stream", { kind: "value", value: ENDPOINT_DEFAULTS.stream, doc: "plain spec: `predict` is an async generator whose outputs are sent as NDJSON" }),
+  option("endpoint", "stream", { kind: "value", value: ENDPOINT_DEFAULTS.stream, doc: "plain spec: `predict` is an async generator whose outputs are sent as NDJSON (not inferred: the server refuses to start when predict and this disagree)" }),
   option("endpoint", "maxBatchSize", { kind: "integer", min: 1, value: ENDPOINT_DEFAULTS.maxBatchSize, note: "(off)", doc: "most requests per batch; 1 turns batching off" }),
   option("endpoint", "batchTimeout", { kind: "number", min: 0, value: ENDPOINT_DEFAULTS.batchTimeout, note: "when batching", doc: "seconds a batch may wait to fill while more work is on its way" }),
   option("endpoint", "workersPerDevice", { kind: "integer", min: 0, value: ENDPOINT_DEFAULTS.workersPerDevice, doc: "model worker threads per device; 0 runs the API on the main thread", aliases: ["workers"] }),

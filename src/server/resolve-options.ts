@@ -24,6 +24,8 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   corsOrigins?: string[];
   threadsPerWorker?: number | "auto";
   apiServers?: number;
+  /** Development: a 500's body carries the internal error's message (the log always has it). Off by default. */
+  exposeErrors?: boolean;
   log?: boolean | ((line: string) => void);
 }
 
@@ -48,6 +50,7 @@ interface ResolvedServerConfig {
   drainPeriod: number;
   /** HTTP processes sharing the port (api-servers.ts). */
   apiServers: number;
+  exposeErrors: boolean;
   /** Intra-op threads of each worker's model: given, or the cores split between every worker of every endpoint. */
   threadsPerWorker: number;
   corsOrigins?: string[];

@@ -40,7 +40,7 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     }
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
-  const ctx = requestContext(cancellation, request.headers);
+  const ctx = requestContext(cancellation, request.headers, request.id);
   const response = await endpoint.handle(body, ctx, cancellation, route);
   if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
   return stream(reply, response, cancellation, state);

@@ -16,7 +16,12 @@ import { createServer, type ServerOptions } from "./server.js";
  *
  * @example
  * ```ts
- * export class Doubler extends ModelAPI { predict(batch: number[]) { return batch.map((x) => 2 * x); } }
+ * import { ModelAPI, serve } from "batchwise";
+ *
+ * // a body of `21` answers `42`
+ * export class Doubler extends ModelAPI<number, number, number, number> {
+ *   predict(batch: number[]) { return batch.map((x) => 2 * x); }
+ * }
  * await serve({ api: Doubler, maxBatchSize: 64 });
  * ```
  */

@@ -20,6 +20,9 @@ import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { imageClassifier } from "batchwise/classifier";
+ *
  * const server = await createServer({ api: imageClassifier(), maxBatchSize: 64, batchTimeout: 0.01 });
  * const url = await server.listen();   // http://127.0.0.1:8000
  * ```
@@ -47,6 +50,7 @@ export async function createServer(options: ServerOptions, sources: OptionSource
           retry: (path, outcome) => metrics?.retries.inc({ endpoint: path, outcome }),
         },
         log,
+        config.exposeErrors,
       ),
     );
   }

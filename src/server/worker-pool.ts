@@ -5,10 +5,12 @@ import { Worker, type ResourceLimits } from "node:worker_threads";
 import type { ApiSource, Device, ModelAPI, SetupContext } from "../api/model-api.js";
 import type { Cancellation } from "./cancellation.js";
 import { errors, HttpError } from "../api/errors.js";
+import { setupError } from "./failure-log.js";
 import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
 import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
 
-export type ChunkListener = (outputs: unknown[], indexes: number[]) => void;
+/** Outputs of a streaming run's step, by input index; `ended`: inputs whose streams closed at this step. */
+export type ChunkListener = (outputs: unknown[], indexes: number[], ended?: number[]) => void;
 
 /** One model instance that runs one batch at a time: a worker thread, or the main thread itself. */
 export interface Runner {
@@ -148,7 +150,7 @@ export class WorkerPool {
     this.restarts++;
     this.options.log(`worker ${id} stopped unexpectedly (${reason}); starting a replacement`);
     this.startRunner(id, device).catch((error) => {
-      this.options.log(`replacement for worker ${id} failed: ${(error as Error).message}`);
+      this.options.log(`replacement for worker ${id} failed: ${(error as Error).stack ?? (error as Error).message}`);
     });
   }
 }
@@ -225,7 +227,7 @@ class ThreadRunner implements Runner {
         } else if (message.type === "setup-failed") {
           runner.terminating = true;
           void worker.terminate();
-          reject(new Error(`setup() failed in worker ${id} (${device.id}): ${message.message}`));
+          reject(setupError(`worker ${id} (${device.id})`, message.error));
         } else {
           runner.receive(message);
         }
@@ -241,7 +243,7 @@ class ThreadRunner implements Runner {
       runner.hung = () => die(`no answer within ${limits.predictTimeout} s`, errors.predictTimeout(limits.predictTimeout!));
       worker.on("error", (error) => die(error.message));
       worker.on("exit", (code) => die(`exit code ${code}`));
-      worker.postMessage({ type: "setup", source, device, ctx } satisfies ToWorker);
+      worker.postMessage({ type: "setup", source, device, ctx, sourceMaps: process.sourceMapsEnabled } satisfies ToWorker);
     });
   }
 
@@ -302,7 +304,7 @@ class ThreadRunner implements Runner {
       for (const chunk of message.chunks) {
         const run = this.pending.get(chunk.id);
         if (run) this.armWatchdog(run);
-        run?.onChunk?.(chunk.outputs, chunk.indexes);
+        run?.onChunk?.(chunk.outputs, chunk.indexes, chunk.ended);
       }
       // Acknowledged once this turn's work (the streams' writes, other sockets' events) is done, so the worker holds
       // and merges what a busy main thread could not take yet.

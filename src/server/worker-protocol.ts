@@ -1,9 +1,11 @@
 import type { ApiSource, Device, SetupContext } from "../api/model-api.js";
+import type { ErrorDetail } from "./failure-log.js";
 import type { ItemError } from "./run-batch.js";
 
 /** Messages between the main thread and a model worker thread. */
 export type ToWorker =
-  | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext }
+  /** `sourceMaps`: the main thread maps stacks to sources (set at run time, which a worker does not inherit). */
+  | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext; sourceMaps: boolean }
   | { type: "run"; id: number; inputs: unknown[]; stream: boolean }
   | { type: "cancel"; id: number; index: number }
   /** The main thread has handled the last "chunks" message: the worker may send the next (see worker.ts). */
@@ -12,7 +14,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: "ready"; info: Record<string, unknown> }
-  | { type: "setup-failed"; message: string }
+  | { type: "setup-failed"; error: ErrorDetail }
   | { type: "result"; id: number; outputs: unknown[]; errors: (ItemError | undefined)[] }
   | { type: "chunks"; chunks: RunChunk[] }
   | { type: "health"; id: number; ok: boolean };
@@ -25,6 +27,8 @@ export interface RunChunk {
   id: number;
   outputs: unknown[];
   indexes: number[];
+  /** Inputs (indexes into the run's inputs) whose streams ended at this step: their responses close now. */
+  ended?: number[];
 }
 
 /**

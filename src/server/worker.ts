@@ -5,7 +5,8 @@
 import { parentPort } from "node:worker_threads";
 import type { Device, ModelAPI } from "../api/model-api.js";
 import { loadApi } from "./api-source.js";
-import { messageOf, runBatch, runStream } from "./run-batch.js";
+import { errorDetail } from "./failure-log.js";
+import { itemError, runBatch, runStream, type ItemError } from "./run-batch.js";
 import { transferables, type FromWorker, type RunChunk, type ToWorker } from "./worker-protocol.js";
 
 if (!parentPort) throw new Error("worker.ts must run in a worker thread");
@@ -49,24 +50,27 @@ function flushChunks(force = false) {
       try {
         send({ type: "chunks", chunks: [chunk] }, transferables(chunk.outputs));
       } catch (error) {
-        if (!unsendable.has(chunk.id)) unsendable.set(chunk.id, messageOf(error));
+        if (!unsendable.has(chunk.id)) unsendable.set(chunk.id, itemError(error));
         running.get(chunk.id)?.forEach((controller) => controller.abort());
       }
     }
   }
 }
 /** Runs with an output that could not be sent, and why: their result reports it. */
-const unsendable = new Map<number, string>();
+const unsendable = new Map<number, ItemError>();
 
 port.on("message", async (message: ToWorker) => {
   if (message.type === "setup") {
+    // `--enable-source-maps` reaches workers through execArgv; process.setSourceMapsEnabled(true) in the user's main
+    // file does not (it is per thread): without this, a compiled API's stacks logged from here name its .js files.
+    if (message.sourceMaps && !process.sourceMapsEnabled) process.setSourceMapsEnabled(true);
     try {
       api = await loadApi(message.source);
       device = message.device;
       await api.setup(message.device, message.ctx);
       send({ type: "ready", info: api.info ?? {} });
     } catch (error) {
-      send({ type: "setup-failed", message: messageOf(error) });
+      send({ type: "setup-failed", error: errorDetail(error) }); // its stack, for the server's log
     }
   } else if (message.type === "health") {
     // The API's own check runs on the instance that ran setup (it knows whether its model is still usable).
@@ -87,7 +91,8 @@ port.on("message", async (message: ToWorker) => {
     running.set(message.id, controllers);
     const ctx = { signals: controllers.map((c) => c.signal), device: device! };
     let outcome = message.stream
-      ? await runStream(api!, message.inputs, ctx, (outputs, indexes) => sendChunk({ id: message.id, outputs, indexes }))
+      ? await runStream(api!, message.inputs, ctx, (outputs, indexes, ended) =>
+          sendChunk({ id: message.id, outputs, indexes, ...(ended.length ? { ended } : {}) }))
       : await runBatch(api!, message.inputs, ctx);
     running.delete(message.id);
     flushChunks(true); // a run's outputs go before its result

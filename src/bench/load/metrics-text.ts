@@ -9,6 +9,9 @@
  *
  * @example
  * ```ts
+ * import { bucketDifference, getText, histogramBuckets } from "batchwise/bench";
+ *
+ * const url = "http://127.0.0.1:8000";
  * const before = histogramBuckets(await getText(`${url}/metrics`), "batchwise_batch_size");
  * // … load …
  * const after = histogramBuckets(await getText(`${url}/metrics`), "batchwise_batch_size");

@@ -283,7 +283,7 @@ async function generateInProcess(api: ChatAPI, bodies: Record<string, unknown>[]
     step.forEach((output, i) => {
       // A chat request is one sequence: its output is a single step.
       const item = output as ChatStep | undefined;
-      if (!item) return;
+      if (!item || typeof item !== "object") return; // nothing this step, or END_OF_STREAM after its last one
       const row = rows[i];
       if (item.text) {
         if (row.chunkTimesMs.length === 0) row.ttftMs = now;

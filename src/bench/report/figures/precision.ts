@@ -8,9 +8,7 @@ import { escapeHtml, formatNumber, type Figure } from "./plotly.js";
  *
  * @example
  * ```ts
- * import { runPrecisionBench } from "batchwise/bench/precision";
- * import { precisionFigure } from "batchwise/plot/precision";
- * import { displayFigure } from "batchwise/plot/plotly";
+ * import { displayFigure, precisionFigure, runPrecisionBench } from "batchwise/bench";
  * displayFigure(precisionFigure(await runPrecisionBench({ quick: true })));
  * ```
  */
