@@ -7,16 +7,23 @@ import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
 import { errorBody, type SpecResponse } from "./spec.js";
+import { endpointRouteOptions } from "./route-options.js";
 import { mediaType, Upload } from "./upload.js";
 
 /**
  * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever
  * its spec adds (GET /v1/models, metrics of its own in the server's registry).
  */
-export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics, state: ServerState) {
+export function registerEndpointRoutes(
+  app: FastifyInstance,
+  endpoints: Endpoint[],
+  metrics: ServerMetrics,
+  state: ServerState,
+  log: (line: string) => void = () => {},
+) {
   for (const endpoint of endpoints) {
     for (const route of endpoint.routes) {
-      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply, state));
+      app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state));
     }
     endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
   }

@@ -3,9 +3,12 @@ import { inModelWorker, offerApis } from "./api-source.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { registerHooks, type ServerState } from "./hooks.js";
 import { createHttpApp } from "./http-app.js";
+import { registerCompression, registerPlugins, resolveHttps, type PluginEntry } from "./http-options.js";
+import { registerIndexRoute, VERSION } from "./index-route.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
 import { ServerMetrics } from "./metrics.js";
+import { registerDocs } from "./openapi.js";
 import { checkOptions, OptionError } from "./options.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
 
@@ -22,9 +25,20 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   corsOrigins?: string[];
   threadsPerWorker?: number | "auto";
   log?: boolean | ((line: string) => void);
+  /** GET /openapi.json and GET /docs (default true). */
+  docs?: boolean;
+  /** gzip/br answers of 1,000 bytes or more (default true). */
+  compress?: boolean;
+  /** Serve HTTPS with these TLS options (`{ key, cert }`, PEM). */
+  https?: Record<string, unknown>;
+  /** PEM files for HTTPS when `https` is not given (env BATCHWISE_TLS_CERT / BATCHWISE_TLS_KEY under serve and the CLI). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** fastify plugins registered before the routes (see docs/extension-points.md). */
+  plugins?: PluginEntry[];
 }
 
-const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints"];
+const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints", "docs", "compress", "https", "tlsCert", "tlsKey", "plugins"];
 
 /**
  * Build a server for one or more model APIs.
@@ -91,10 +105,16 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     keepAliveTimeout: options.keepAliveTimeout ?? 5,
     binaryTypes: [...new Set(endpoints.flatMap((e) => e.binaryTypes))],
     log,
+    https: resolveHttps(options),
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
-  registerEndpointRoutes(app, endpoints, metrics, state);
+  // Each of these hooks into the routes declared after it (fastify's onRoute): they go first.
+  if (options.compress !== false) await registerCompression(app);
+  if (options.docs !== false) await registerDocs(app, { version: VERSION, apiKey: apiKey !== undefined });
+  await registerPlugins(app, options.plugins);
+  registerIndexRoute(app, { endpoints, docs: options.docs !== false });
+  registerEndpointRoutes(app, endpoints, metrics, state, log);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
