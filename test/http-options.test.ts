@@ -144,6 +144,13 @@ describe("https", () => {
     await expect(fetch(url.replace("https:", "http:") + "/health")).rejects.toThrow();
   });
 
+  it("over TLS, a body past maxPayloadSize still gets its 413 in the catalogue's shape", async () => {
+    const url = await start({ api: new Padded(), workersPerDevice: 0, maxPayloadSize: 1024, https: { key: readFileSync(keyFile), cert: readFileSync(certFile) } });
+    const response = await tlsPost(url, JSON.stringify({ size: 1, pad: "z".repeat(64 * 1024) }));
+    expect(response.status).toBe(413);
+    expect(JSON.parse(response.body).error.code).toBe("payload_too_large");
+  });
+
   it("BATCHWISE_TLS_CERT / BATCHWISE_TLS_KEY (files) do the same under serve()", async () => {
     const saved = { ...process.env };
     Object.assign(process.env, { BATCHWISE_TLS_CERT: certFile, BATCHWISE_TLS_KEY: keyFile, PORT: "0" });
