@@ -103,6 +103,17 @@ describe("compress", () => {
     expect(chunks.length).toBeGreaterThan(1); // a compressor would have held the lines back into one block
   });
 
+  it("compresses /metrics for a scraper that accepts gzip (Prometheus does), and the text decodes whole", async () => {
+    const response = await undiciRequest(`${url}/metrics`, { headers: { "accept-encoding": "gzip" } });
+    const bytes = Buffer.from(await response.body.arrayBuffer());
+    expect(response.headers["content-encoding"]).toBe("gzip");
+    const text = gunzipSync(bytes).toString();
+    expect(text.length).toBeGreaterThan(1000);
+    expect(text).toContain("batchwise_requests_total");
+    const health = await undiciRequest(`${url}/health`, { headers: { "accept-encoding": "gzip" } });
+    expect(await health.body.text()).toBe("ok");
+  });
+
   it("compress: false turns it off", async () => {
     const off = await start({ api: new Padded(), workersPerDevice: 0, compress: false });
     const response = await raw(`${off}/predict`, { size: 5000 }, "gzip");

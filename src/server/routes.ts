@@ -72,7 +72,8 @@ export function registerProbeRoutes(
   };
   app.get("/health", async (_request, reply) => {
     const reason = await notReadyReason();
-    reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
+    // Returned, as with every async handler that sends: compression's onSend finishes after the handler resolves.
+    return reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
   });
   app.get("/readyz", async (_request, reply) => {
     const reason = await notReadyReason();
@@ -86,7 +87,7 @@ export function registerProbeRoutes(
   });
   app.get("/info", async () => options.info());
   app.get("/metrics", async (_request, reply) => {
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 }
 
