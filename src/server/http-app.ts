@@ -16,7 +16,7 @@ export interface HttpAppOptions {
   binaryTypes: readonly string[];
   log: (line: string) => void;
   /** TLS options (key, cert…) to serve HTTPS; absent: plain HTTP. */
-  https?: Record<string, unknown>;
+  https?: import("node:https").ServerOptions;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { ServerOptions as HttpsOptions } from "node:https";
 import compress from "@fastify/compress";
 import type { FastifyInstance, FastifyPluginAsync, FastifyPluginCallback } from "fastify";
 import { OptionError } from "./options.js";
@@ -21,11 +22,7 @@ export async function registerCompression(app: FastifyInstance): Promise<void> {
 }
 
 /** TLS options for the server: `https` from code, else the certificate and key files (`tlsCert` / `tlsKey`). */
-export function resolveHttps(options: {
-  https?: Record<string, unknown>;
-  tlsCert?: string;
-  tlsKey?: string;
-}): Record<string, unknown> | undefined {
+export function resolveHttps(options: { https?: HttpsOptions; tlsCert?: string; tlsKey?: string }): HttpsOptions | undefined {
   if (options.https !== undefined) {
     const https = options.https as { key?: unknown; cert?: unknown; pfx?: unknown };
     if (typeof https !== "object" || https === null || ((!https.key || !https.cert) && !https.pfx)) {

@@ -1,3 +1,4 @@
+import type { ServerOptions as HttpsOptions } from "node:https";
 import { availableCores } from "../runtime/device.js";
 import { inModelWorker, offerApis } from "./api-source.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
@@ -30,7 +31,7 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   /** gzip/br answers of 1,000 bytes or more (default true). */
   compress?: boolean;
   /** Serve HTTPS with these TLS options (`{ key, cert }`, PEM). */
-  https?: Record<string, unknown>;
+  https?: HttpsOptions;
   /** PEM files for HTTPS when `https` is not given (env BATCHWISE_TLS_CERT / BATCHWISE_TLS_KEY under serve and the CLI). */
   tlsCert?: string;
   tlsKey?: string;
