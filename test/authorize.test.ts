@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelAPI, type AuthorizeRequest } from "../src/api.js";
 import { HttpError } from "../src/server/errors.js";
+import { tokenStreamApi } from "../src/bench/stream-overhead.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
+import { openAISpec } from "../src/specs/openai.js";
 
 // authorize(request) per endpoint: on the API or as an endpoint option; sees method, path and headers before the body
 // is read; false → 401, HttpError("forbidden") → 403; the server's apiKey still applies first; probes stay open.
@@ -124,5 +126,30 @@ describe("authorize with the server's apiKey", () => {
     expect((await post(url, "/predict", { "x-api-key": "s3cret", "x-team": "other" })).status).toBe(401);
     expect((await post(url, "/predict", { "x-api-key": "s3cret", "x-team": "vision" })).status).toBe(200);
     for (const path of ["/health", "/livez", "/readyz"]) expect((await fetch(`${url}${path}`)).status, path).toBe(200);
+  });
+});
+
+describe("authorize on an OpenAI endpoint", () => {
+  it("covers the spec's own routes too (GET /v1/models)", async () => {
+    const url = await start({
+      api: tokenStreamApi(),
+      spec: openAISpec(),
+      workersPerDevice: 1,
+      authorize: ({ headers }) => headers.authorization === "Bearer sk-team",
+    });
+    const refused = await fetch(`${url}/v1/models`);
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+    const models = await fetch(`${url}/v1/models`, { headers: { authorization: "Bearer sk-team" } });
+    expect(models.status).toBe(200);
+    const chat = (auth?: string) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) },
+        body: JSON.stringify({ model: "token-stream", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }),
+      });
+    expect((await chat()).status).toBe(401);
+    expect((await chat("Bearer sk-team")).status).toBe(200);
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
   });
 });

@@ -1,4 +1,5 @@
-import type { RouteShorthandOptions } from "fastify";
+import type { FastifyInstance, RouteShorthandOptions } from "fastify";
+import type { Registry } from "prom-client";
 import { authorizeHook } from "./authorize.js";
 import type { Endpoint } from "./endpoint.js";
 import { endpointDocs } from "./openapi.js";
@@ -18,4 +19,19 @@ export function endpointRouteOptions(endpoint: Endpoint, route: string, log: (li
     ...(requestSchema !== undefined ? { schema: { body: { content: { "application/json": { schema: requestSchema } } } } } : {}),
     ...(authorize ? { onRequest: authorizeHook(authorize, log) } : {}),
   };
+}
+
+/**
+ * The routes a spec adds (GET /v1/models), behind the endpoint's authorize rule like its POST routes: in a scope of
+ * their own when there is a rule, so the hook covers them and nothing else.
+ */
+export function registerSpecRoutes(app: FastifyInstance, endpoint: Endpoint, registry: Registry, log: (line: string) => void): void {
+  const register = endpoint.spec.registerRoutes;
+  if (!register) return;
+  const authorize = endpoint.config.authorize;
+  if (!authorize) return register(app, { info: () => endpoint.info(), registry });
+  void app.register(async (scope) => {
+    scope.addHook("onRequest", authorizeHook(authorize, log));
+    register(scope, { info: () => endpoint.info(), registry });
+  });
 }

@@ -7,7 +7,7 @@ import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
 import { errorBody, type SpecResponse } from "./spec.js";
-import { endpointRouteOptions } from "./route-options.js";
+import { endpointRouteOptions, registerSpecRoutes } from "./route-options.js";
 import { mediaType, Upload } from "./upload.js";
 
 /**
@@ -25,7 +25,7 @@ export function registerEndpointRoutes(
     for (const route of endpoint.routes) {
       app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state));
     }
-    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
+    registerSpecRoutes(app, endpoint, metrics.registry, log);
   }
 }
 
