@@ -46,7 +46,7 @@ describe("the classifier served over HTTP (worker thread, batching on)", () => {
 
   it("bad input is a 400/413 with {error: {code, message}}, and the server keeps serving", async () => {
     const cases: [unknown, number, string][] = [
-      [{}, 400, "missing_image"],
+      [{}, 400, "invalid_body"],
       [{ image: "!!!" }, 400, "invalid_base64"],
       [{ image: Buffer.from("<svg></svg>").toString("base64") }, 400, "unsupported_image_format"],
       [{ image: readFileSync(image("darknet_dog.jpg")).subarray(0, 5000).toString("base64") }, 400, "truncated_image"],

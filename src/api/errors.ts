@@ -30,6 +30,7 @@ export const errorCodes = {
   context_length_exceeded: { status: 400, message: "The prompt does not fit the model's context window" },
   // 401–431: authentication, routing, limits
   unauthorized: { status: 401, message: "Missing or invalid API key (send X-API-Key or Authorization: Bearer)" },
+  forbidden: { status: 403, message: "This request is not allowed to use this endpoint" },
   not_found: { status: 404, message: "Not found" },
   request_timeout: { status: 408, message: "The request was not received completely in time" },
   payload_too_large: { status: 413, message: "The request body is larger than the server accepts" },

@@ -66,6 +66,22 @@ export interface RequestContext {
   state: Record<string, unknown>;
 }
 
+/**
+ * A JSON Schema (draft-07 / 2020-12 keywords fastify's validator knows). TypeBox schemas are JSON Schema as they are;
+ * zod users pass `z.toJSONSchema(schema)`.
+ */
+export type JsonSchema = Record<string, unknown> | boolean;
+
+/** What {@link ModelAPI.authorize} sees of a request: before its body is read. */
+export interface AuthorizeRequest {
+  method: string;
+  /** The path without the query string. */
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** The client's address (the socket's, not X-Forwarded-For). */
+  ip: string;
+}
+
 export interface PredictContext {
   /** One signal per batch item, aborted when that item's client went away (a streaming API should stop it). */
   signals: AbortSignal[];
@@ -150,6 +166,23 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
    * reaches decodeRequest as an {@link Upload} (no base64, no JSON). Empty by default: JSON bodies only.
    */
   binaryTypes: readonly string[] = [];
+
+  /**
+   * JSON Schema of the JSON request body. The server checks each JSON body against it with fastify's validator before
+   * decodeRequest (a body that breaks it is a 400 `invalid_body` naming the field and the rule), and /openapi.json
+   * and /docs show it. Raw bodies of {@link binaryTypes} are not JSON and are not checked.
+   */
+  requestSchema?: JsonSchema;
+
+  /** JSON Schema of one response body (one NDJSON line when predict streams): documentation in /openapi.json. */
+  responseSchema?: JsonSchema;
+
+  /**
+   * Decide whether a request may reach this API's routes: runs on the main thread before the body is read, after
+   * the server's API key (when one is set). `false` answers 401 `unauthorized`; throw `new HttpError("forbidden")`
+   * for a 403. The endpoint option `authorize` replaces it.
+   */
+  authorize?(request: AuthorizeRequest): boolean | Promise<boolean>;
 
   /**
    * Optional readiness check beyond "setup finished" (e.g. a GPU still healthy). Runs where the model lives: in

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
-import type { RequestContext } from "./model-api.js";
+import type { JsonSchema, RequestContext } from "./model-api.js";
 import type { HttpError } from "./errors.js";
 
 /**
@@ -34,6 +34,19 @@ export interface Spec<Parsed = unknown, Res = unknown> {
   respond(request: Parsed, responses: AsyncIterable<Res>, ctx: RequestContext): Promise<SpecResponse>;
   /** The error body for this wire format. */
   formatError(error: HttpError): unknown;
+  /** What GET /openapi.json and /docs say about `route` (documentation: parseRequest is the spec's validator). */
+  docs?(route: string): RouteDocs;
+}
+
+/** What a spec documents of one of its routes (the spec's own parser validates it; this is what /docs shows). */
+export interface RouteDocs {
+  summary?: string;
+  /** The JSON body. */
+  request?: JsonSchema;
+  /** 200 answers by media type (the OpenAI spec answers JSON, or SSE with `stream: true`). */
+  responses?: Record<string, JsonSchema>;
+  /** The shape of an error body. */
+  error?: JsonSchema;
 }
 
 export type SpecResponse =

@@ -53,6 +53,34 @@ export interface ClassifierResponse {
 
 const CLASSES = 1000;
 
+export const CLASSIFIER_REQUEST_SCHEMA = {
+  type: "object",
+  required: ["image"],
+  properties: {
+    image: {
+      type: "string",
+      contentEncoding: "base64",
+      description: 'the JPEG, PNG or WebP image in base64, as {"image": "<base64>"}; or send the image itself as the body (image/jpeg, image/png, image/webp) or as a multipart/form-data file',
+    },
+  },
+};
+
+export const CLASSIFIER_RESPONSE_SCHEMA = {
+  type: "object",
+  required: ["predictions"],
+  properties: {
+    predictions: {
+      type: "array",
+      description: "Sorted by probability, highest first: Cat, Dog and Other, or the ImageNet top-k",
+      items: {
+        type: "object",
+        required: ["label", "probability"],
+        properties: { label: { type: "string" }, probability: { type: "number", minimum: 0, maximum: 1 } },
+      },
+    },
+  },
+};
+
 /** One image for the model: the crop's 8-bit RGB planes (what decodeRequest makes) or already-normalised floats. */
 export type ImageInput = Uint8Array | Float32Array;
 
@@ -122,6 +150,13 @@ export class ImageClassifierAPI extends ModelAPI<
 
   /** Raw image bodies and multipart files reach decodeRequest as bytes: no base64, no JSON. */
   override binaryTypes = ["image/jpeg", "image/png", "image/webp", "application/octet-stream"];
+
+  /**
+   * A JSON body is `{"image": "<base64>"}`: checked by fastify before decodeRequest (a type and a required key, no
+   * length or pattern rule, which would walk a 200 kB string per request). Raw and multipart bodies are not JSON.
+   */
+  override requestSchema = CLASSIFIER_REQUEST_SCHEMA;
+  override responseSchema = CLASSIFIER_RESPONSE_SCHEMA;
 
   /** The image's centre crop as 8-bit RGB planes: a quarter of the float tensor's bytes to queue and send to the worker. */
   override async decodeRequest(request: ClassifierRequest | Upload, _ctx?: RequestContext): Promise<Uint8Array> {

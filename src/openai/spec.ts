@@ -27,6 +27,7 @@ import { SERVED_MODEL_STATE, type ChatOutput, type ChatStep, type FinishReason, 
 import { HttpError, toHttpError } from "../api/errors.js";
 import type { Spec, SpecResponse } from "../api/spec.js";
 import { LlmMetrics } from "./metrics.js";
+import { CHAT_DOCS, COMPLETION_DOCS } from "./openai-schema.js";
 import {
   InvalidRequestError,
   parseChatRequest,
@@ -89,6 +90,7 @@ export function openAISpec(options: OpenAISpecOptions = {}): Spec<OpenAIRequest,
       return request.stream ? streamResponse(request, steps as AsyncIterable<ChatStep>, ctx) : jsonResponse(request, steps as AsyncIterable<ChatStep>, ctx);
     },
     formatError: openAIErrorBody,
+    docs: (route) => (route === completionsPath ? COMPLETION_DOCS : CHAT_DOCS),
   };
 }
 
@@ -108,7 +110,8 @@ export function openAIErrorBody(error: HttpError) {
     error: {
       message: error.message,
       type: errorType(error.status),
-      param: error instanceof InvalidRequestError ? error.param : null,
+      // InvalidRequestError, or fastify's validation of an API's requestSchema (InvalidBodyError): both name the field.
+      param: (error as { param?: string | null }).param ?? null,
       code: error.code,
     },
   };

@@ -12,6 +12,7 @@ import {
 import { resolveAccelerator, type AcceleratorDecision } from "../runtime/device.js";
 import { plainSpec } from "./plain-spec.js";
 import { resolveApi } from "./api-source.js";
+import type { Authorize } from "./authorize.js";
 import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";
 import { errors } from "../api/errors.js";
@@ -45,6 +46,8 @@ export interface EndpointOptions {
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
   idempotent?: boolean;
+  /** Who may call this endpoint (after the server's apiKey); replaces the API's own `authorize`. */
+  authorize?: Authorize;
 }
 
 /** EndpointOptions with every default applied (resolve-options.ts). */
@@ -66,6 +69,7 @@ export interface ResolvedEndpointConfig {
   devices: Device[];
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
+  authorize?: Authorize;
 }
 
 /** What an endpoint reports as it works (the server turns these into metrics). */
@@ -169,6 +173,7 @@ export class Endpoint {
       devices,
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
+      authorize: options.authorize ?? (instance.authorize ? (request) => instance.authorize!(request) : undefined),
     };
     checkStreaming(instance, spec, options.spec === undefined);
     return new Endpoint(spec, instance, config, source, events, log, exposeErrors);
@@ -261,11 +266,12 @@ export class Endpoint {
   }
 
   info(): Record<string, unknown> {
-    const { accelerator, devices, ...config } = this.config;
+    const { accelerator, devices, authorize, ...config } = this.config;
     return {
       ...config,
       spec: this.spec.name,
       binaryTypes: this.binaryTypes,
+      authorize: authorize ? "custom" : undefined,
       accelerator: accelerator.accelerator,
       acceleratorReason: accelerator.reason,
       devices: devices.map((d) => d.id),

@@ -65,7 +65,7 @@ export function createLifecycle(parts: {
       await app.listen({ host, port: parts.port });
       const address = app.server.address();
       const port = typeof address === "object" && address ? address.port : parts.port;
-      url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+      url = `${app.initialConfig.https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
       if (waitForReady) {
         try {
           await ready;

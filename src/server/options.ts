@@ -76,6 +76,8 @@ export const SERVER_DEFAULTS = {
   drainPeriod: 5,
   apiServers: 1,
   exposeErrors: false,
+  docs: true,
+  compress: true,
 };
 
 /** Endpoint defaults, typed; an API's own `servingDefaults` (e.g. the classifier's batching) go over them. */
@@ -109,6 +111,12 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "corsOrigins", { kind: "list", doc: "browsers from these origins may call the server (CORS)" }),
   option("server", "exposeErrors", { kind: "boolean", value: SERVER_DEFAULTS.exposeErrors, doc: "development: a 500's body carries the internal error's message (it is always in the server's log, with the stack and the request id)" }),
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),
+  option("server", "docs", { kind: "boolean", value: SERVER_DEFAULTS.docs, doc: "serve `GET /openapi.json` (OpenAPI 3.1 of every route) and `GET /docs` (Swagger UI)" }),
+  option("server", "compress", { kind: "boolean", value: SERVER_DEFAULTS.compress, doc: "gzip/br responses of 1,000 bytes or more to clients that accept them (never a stream)" }),
+  option("server", "https", { kind: "value", default: "none", doc: "serve HTTPS: `{ key, cert }` (PEM), as node's `https.createServer` takes them" }),
+  option("server", "tlsCert", { kind: "string", doc: "PEM certificate file: with `tlsKey`, serve HTTPS (`https` in code wins)" }),
+  option("server", "tlsKey", { kind: "string", doc: "PEM private key file of `tlsCert`" }),
+  option("server", "plugins", { kind: "value", default: "none", doc: "fastify plugins (`plugin` or `[plugin, options]`) registered before the routes: middleware, hooks, routes of your own" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API
   option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }` (`module`: a path like an import's, `./my-api.js`, which loads `./my-api.ts` under tsx), or an instance (in-process only)" }),
@@ -127,6 +135,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("endpoint", "maxQueueSize", { kind: "integer", min: 1, value: ENDPOINT_DEFAULTS.maxQueueSize, doc: "requests queued or decoding; beyond it, 503 with Retry-After before the body is decoded" }),
   option("endpoint", "predictTimeout", { kind: "number", min: 0, exclusive: true, doc: "seconds a worker may take per batch (per output when streaming) before it is replaced; its requests get 504" }),
   option("endpoint", "idempotent", { kind: "boolean", value: ENDPOINT_DEFAULTS.idempotent, doc: "predict may run twice for one request: load balancers may retry it, and a request whose worker died is retried once" }),
+  option("endpoint", "authorize", { kind: "value", default: "the API's `authorize`", doc: "`(request) => boolean` deciding who may call this endpoint (after `apiKey`); replaces the API's own" }),
   option("endpoint", "resourceLimits", { kind: "value", default: "none", doc: "worker heap limits (`maxOldGenerationSizeMb`, …); a worker past them is replaced" }),
   // app: what `batchwise serve classifier|chat` serves
   option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path" }),

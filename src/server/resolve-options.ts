@@ -6,7 +6,9 @@
  * Precedence, highest first: the code's options, flags, environment variables, the API's own `servingDefaults`
  * (e.g. the classifier's batching), the declared defaults of options.ts.
  */
+import type { ServerOptions as HttpsOptions } from "node:https";
 import type { ApiSource, ServingDefaults } from "../api/model-api.js";
+import type { PluginEntry } from "./http-options.js";
 import { availableCores } from "../runtime/device.js";
 import type { EndpointOptions, ResolvedEndpointOptions } from "./endpoint.js";
 import { checkOptions, declaration, ENDPOINT_DEFAULTS, OPTIONS, OptionError, readCliOptions, SERVER_DEFAULTS, type OptionScope } from "./options.js";
@@ -26,6 +28,17 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   apiServers?: number;
   /** Development: a 500's body carries the internal error's message (the log always has it). Off by default. */
   exposeErrors?: boolean;
+  /** GET /openapi.json and GET /docs (default true). */
+  docs?: boolean;
+  /** gzip/br answers of 1,000 bytes or more (default true). */
+  compress?: boolean;
+  /** Serve HTTPS with these TLS options (`{ key, cert }`, PEM). */
+  https?: HttpsOptions;
+  /** PEM files for HTTPS when `https` is not given (env BATCHWISE_TLS_CERT / BATCHWISE_TLS_KEY under serve and the CLI). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** fastify plugins registered before the routes (see docs/extension-points.md). */
+  plugins?: PluginEntry[];
   log?: boolean | ((line: string) => void);
 }
 
@@ -51,6 +64,12 @@ interface ResolvedServerConfig {
   /** HTTP processes sharing the port (api-servers.ts). */
   apiServers: number;
   exposeErrors: boolean;
+  docs: boolean;
+  compress: boolean;
+  https?: HttpsOptions;
+  tlsCert?: string;
+  tlsKey?: string;
+  plugins?: PluginEntry[];
   /** Intra-op threads of each worker's model: given, or the cores split between every worker of every endpoint. */
   threadsPerWorker: number;
   corsOrigins?: string[];

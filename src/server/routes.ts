@@ -7,18 +7,25 @@ import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
 import { errorBody, type SpecResponse } from "../api/spec.js";
+import { endpointRouteOptions, registerSpecRoutes } from "./route-options.js";
 import { mediaType, Upload } from "../api/upload.js";
 
 /**
  * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever
  * its spec adds (GET /v1/models, metrics of its own in the server's registry).
  */
-export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics, state: ServerState) {
+export function registerEndpointRoutes(
+  app: FastifyInstance,
+  endpoints: Endpoint[],
+  metrics: ServerMetrics,
+  state: ServerState,
+  log: (line: string) => void = () => {},
+) {
   for (const endpoint of endpoints) {
     for (const route of endpoint.routes) {
-      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply, state));
+      app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state));
     }
-    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
+    registerSpecRoutes(app, endpoint, metrics.registry, log);
   }
 }
 
@@ -65,7 +72,8 @@ export function registerProbeRoutes(
   };
   app.get("/health", async (_request, reply) => {
     const reason = await notReadyReason();
-    reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
+    // Returned, as with every async handler that sends: compression's onSend finishes after the handler resolves.
+    return reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
   });
   app.get("/readyz", async (_request, reply) => {
     const reason = await notReadyReason();
@@ -79,7 +87,7 @@ export function registerProbeRoutes(
   });
   app.get("/info", async () => options.info());
   app.get("/metrics", async (_request, reply) => {
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 }
 

@@ -3,9 +3,12 @@ import { inModelWorker, offerApis } from "./api-source.js";
 import { Endpoint } from "./endpoint.js";
 import { registerHooks, type ServerState } from "./hooks.js";
 import { createHttpApp } from "./http-app.js";
+import { registerCompression, registerPlugins, resolveHttps, type PluginEntry } from "./http-options.js";
+import { registerIndexRoute, VERSION } from "./index-route.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
 import { ServerMetrics } from "./metrics.js";
+import { registerDocs } from "./openapi.js";
 import { OptionError } from "./options.js";
 import { resolveOptions, type OptionSources, type ServerOptions } from "./resolve-options.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
@@ -64,10 +67,16 @@ export async function createServer(options: ServerOptions, sources: OptionSource
     keepAliveTimeout: config.keepAliveTimeout,
     binaryTypes: [...new Set(endpoints.flatMap((e) => e.binaryTypes))],
     log,
+    https: resolveHttps(config),
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: config.corsOrigins, apiKey, metrics });
-  registerEndpointRoutes(app, endpoints, metrics, state);
+  // Each of these hooks into the routes declared after it (fastify's onRoute): they go first.
+  if (config.compress) await registerCompression(app);
+  if (config.docs) await registerDocs(app, { version: VERSION, apiKey: apiKey !== undefined });
+  await registerPlugins(app, config.plugins);
+  registerIndexRoute(app, { endpoints, docs: config.docs });
+  registerEndpointRoutes(app, endpoints, metrics, state, log);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
