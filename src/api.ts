@@ -116,7 +116,45 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
    * each worker, on the instance that ran setup. /health and /readyz answer 503 while it returns false.
    */
   health?(): boolean | Promise<boolean>;
+
+  /**
+   * Series this API feeds with {@link log}, by name: each becomes `batchwise_user_<name>` in /metrics (a histogram or
+   * a gauge, with an `endpoint` label and the label names declared here). A name logged but not declared reaches the
+   * loggers only.
+   */
+  metrics?: Record<string, MetricDeclaration>;
+
+  /**
+   * Record a value from any hook, on whichever thread runs it (a worker's values travel to the main thread): it is
+   * observed by the declared series in /metrics (see {@link metrics}) and handed to every `loggers` entry. Values
+   * from all workers land in the same series. Costs nothing when the API is not served.
+   *
+   * @example
+   * ```ts
+   * metrics = { tokens_per_batch: { type: "histogram", buckets: [16, 64, 256] } };
+   * predict(batch: string[]) { this.log("tokens_per_batch", countTokens(batch)); … }
+   * ```
+   */
+  log(name: string, value: number, labels?: Record<string, string>): void {
+    (this as { [LOG_SINK]?: LogSink })[LOG_SINK]?.(name, value, labels);
+  }
 }
+
+/** How a user series is kept: a histogram (distribution, with `buckets`) or a gauge (the last value). */
+export interface MetricDeclaration {
+  type: "histogram" | "gauge";
+  help?: string;
+  /** Histogram bucket upper bounds (prom-client's defaults when absent). */
+  buckets?: number[];
+  /** Label names `log()` may pass (besides `endpoint`, which the server adds). */
+  labelNames?: string[];
+}
+
+/** Where an API instance's `log()` calls go: set by the server on each instance it serves. */
+export type LogSink = (name: string, value: number, labels?: Record<string, string>) => void;
+
+/** The property holding an instance's {@link LogSink}; a global symbol, so a second copy of batchwise shares it. */
+export const LOG_SINK: unique symbol = Symbol.for("batchwise.logSink");
 
 /**
  * How a worker finds an API: a module (absolute path or file: URL) and the name of an exported class.

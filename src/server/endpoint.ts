@@ -15,8 +15,9 @@ import { Batcher } from "./batcher.js";
 import type { Cancellation } from "./cancellation.js";
 import { decodeFailed, errors } from "./errors.js";
 import { checkOptions, OptionError } from "./options.js";
+import type { RequestRecord } from "./request-record.js";
 import type { Spec, SpecResponse } from "./spec.js";
-import { WorkerPool } from "./worker-pool.js";
+import { WorkerPool, type PoolExtensions } from "./worker-pool.js";
 
 /**
  * How one API is served: its path, wire format, batching and workers. Each option is declared, with its default and
@@ -95,8 +96,10 @@ export class Endpoint {
     source: ApiSource | undefined,
     events: EndpointEvents,
     log: (message: string) => void,
+    extensions: PoolExtensions | undefined,
   ) {
     this.pool = new WorkerPool({
+      extensions,
       source,
       inline: config.workersPerDevice === 0 ? api : undefined,
       devices: config.devices,
@@ -126,6 +129,8 @@ export class Endpoint {
     threads: number,
     events: EndpointEvents,
     log: (message: string) => void,
+    /** Callbacks around predict and where workers' logged values go (see callbacks.ts, user-metrics.ts). */
+    extensions?: (path: string) => PoolExtensions,
   ): Promise<Endpoint> {
     checkOptions(options, ["endpoint"]);
     const spec = options.spec ?? plainSpec({ path: options.path, stream: options.stream });
@@ -163,7 +168,7 @@ export class Endpoint {
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
     };
-    return new Endpoint(spec, instance, config, source, events, log);
+    return new Endpoint(spec, instance, config, source, events, log, extensions?.(path));
   }
 
   start(): Promise<void> {
@@ -181,13 +186,24 @@ export class Endpoint {
   }
 
   /** decodeRequest → queue → worker (batch/predict/unbatch) → encodeResponse → the spec's response. */
-  async handle(body: unknown, ctx: RequestContext, cancellation: Cancellation, route: string = this.config.path): Promise<SpecResponse> {
+  async handle(
+    body: unknown,
+    ctx: RequestContext,
+    cancellation: Cancellation,
+    route: string = this.config.path,
+    /** Deadline, stage times and request-side callbacks (see request-record.ts). */
+    record?: RequestRecord,
+  ): Promise<SpecResponse> {
     const request = this.spec.parseRequest(body, ctx, route);
     this.batcher.checkCapacity();
     this.batcher.decoding++;
     let input: unknown;
     try {
+      const before = record?.beforeDecode();
+      if (before) await before;
       input = await this.api.decodeRequest(request, ctx);
+      const after = record?.afterDecode();
+      if (after) await after;
     } catch (error) {
       throw decodeFailed(error);
     } finally {
@@ -197,11 +213,11 @@ export class Endpoint {
     // worker (moved, not copied), and the request is still here (no copy kept for a rare retry).
     const redecode = this.config.idempotent ? () => this.api.decodeRequest(request, ctx) : undefined;
     if (this.config.streams) {
-      const outputs = this.batcher.submitStream(input, cancellation, redecode);
-      return this.spec.respond(request, this.encodeEach(outputs, ctx), ctx);
+      const outputs = this.batcher.submitStream(input, cancellation, redecode, record);
+      return this.spec.respond(request, this.encodeEach(outputs, ctx, record), ctx);
     }
-    const output = await this.batcher.submit(input, cancellation, redecode);
-    return this.spec.respond(request, this.encodeEach([output], ctx), ctx);
+    const output = await this.batcher.submit(input, cancellation, redecode, record);
+    return this.spec.respond(request, this.encodeEach([output], ctx, record), ctx);
   }
 
   /** Count a request from arrival until its response is finished (streams included). */
@@ -256,9 +272,13 @@ export class Endpoint {
     };
   }
 
-  private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext) {
+  private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext, record?: RequestRecord) {
     for await (const output of outputs) {
+      const before = record?.beforeEncode();
+      if (before) await before;
       const encoded = await this.api.encodeResponse(output, ctx);
+      const after = record?.afterEncode();
+      if (after) await after;
       if (isAsyncIterable(encoded)) yield* encoded;
       else yield encoded;
     }

@@ -56,6 +56,9 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "threadsPerWorker", { kind: "integer", min: 1, auto: true, default: "cores ÷ all workers", doc: "intra-op threads of each worker's model" }),
   option("server", "corsOrigins", { kind: "list", default: "none", doc: "browsers from these origins may call the server (CORS)" }),
   option("server", "log", { kind: "value", default: "on", doc: "`false` silences the server; a function receives each log line (bodies are never logged)" }),
+  option("server", "serverTiming", { kind: "boolean", default: "true", doc: "every response carries `Server-Timing` (decode, queue, predict with the batch size, encode, total)" }),
+  option("server", "callbacks", { kind: "value", default: "none", doc: "objects whose methods run at each step (onRequest … onResponse); ones with predict-side methods as `{ module, export }`" }),
+  option("server", "loggers", { kind: "value", default: "none", doc: "objects whose `log(entry)` receives every value the APIs `log()`" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API
   option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }`, or an instance (in-process only)" }),

@@ -3,11 +3,14 @@ import { inModelWorker, offerApis } from "./api-source.js";
 import { Endpoint, type EndpointOptions } from "./endpoint.js";
 import { registerHooks, type ServerState } from "./hooks.js";
 import { createHttpApp } from "./http-app.js";
+import type { Callback, CallbackSource } from "./callbacks.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
 import { ServerMetrics } from "./metrics.js";
 import { checkOptions, OptionError } from "./options.js";
+import { Pipeline } from "./pipeline.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
+import type { Logger } from "./user-metrics.js";
 
 /** Server-wide options, plus one endpoint's options when `endpoints` is not given. See options.ts for each. */
 export interface ServerOptions extends Partial<EndpointOptions> {
@@ -22,9 +25,14 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   corsOrigins?: string[];
   threadsPerWorker?: number | "auto";
   log?: boolean | ((line: string) => void);
+  /** See callbacks.ts. */
+  callbacks?: (Callback | CallbackSource)[];
+  /** See user-metrics.ts. */
+  loggers?: Logger[];
+  serverTiming?: boolean;
 }
 
-const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints"];
+const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints", "serverTiming", "callbacks", "loggers"];
 
 /**
  * Build a server for one or more model APIs.
@@ -65,6 +73,7 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     options.threadsPerWorker === undefined || options.threadsPerWorker === "auto"
       ? Math.max(1, Math.floor(availableCores() / totalRunners))
       : options.threadsPerWorker;
+  const pipeline = await Pipeline.create(options, log);
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
@@ -77,12 +86,14 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
           retry: (path, outcome) => metrics?.retries.inc({ endpoint: path, outcome }),
         },
         log,
+        pipeline.extensions,
       ),
     );
   }
   const paths = endpoints.flatMap((e) => e.routes);
   if (new Set(paths).size !== paths.length) throw new OptionError(`Two endpoints share a path: ${paths.join(", ")}`);
   metrics = new ServerMetrics(endpoints.map((e) => ({ path: e.config.path, load: () => e.load() })));
+  pipeline.register(metrics.registry, endpoints.map((e) => ({ path: e.config.path, api: e.api })));
 
   const maxPayloadSize = options.maxPayloadSize ?? 16 * 1024 * 1024;
   const app = createHttpApp({
@@ -94,7 +105,8 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
-  registerEndpointRoutes(app, endpoints, metrics, state);
+  pipeline.install(app);
+  registerEndpointRoutes(app, endpoints, metrics, state, pipeline);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
@@ -105,7 +117,9 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
     endpoints: endpoints.map((e) => e.info()),
   });
   registerProbeRoutes(app, { state, endpoints, metrics, info });
-  return createLifecycle({ app, endpoints, state, info, log, host: options.host, port: options.port, drainPeriod: options.drainPeriod ?? 5 });
+  const server = createLifecycle({ app, endpoints, state, info, log, host: options.host, port: options.port, drainPeriod: options.drainPeriod ?? 5 });
+  pipeline.attach(app, server.ready, endpoints.map((e) => e.config.path));
+  return server;
 }
 
 export type { BatchwiseServer, ListenOptions } from "./lifecycle.js";
