@@ -25,6 +25,7 @@ export {
   type PredictResult,
   type RequestContext,
   type SetupContext,
+  type MetricDeclaration,
 } from "./api.js";
 export { createServer, type BatchwiseServer, type ListenOptions, type ServerOptions } from "./server/server.js";
 export { serve } from "./server/serve.js";
@@ -34,6 +35,9 @@ export { HttpError, errorCodes, isUserError, type ErrorCode } from "./server/err
 export { OPTIONS, OptionError, type OptionDeclaration, type OptionScope } from "./server/options.js";
 export type { Spec, SpecResponse } from "./server/spec.js";
 export { plainSpec } from "./specs/plain.js";
+export type { Callback, CallbackSource, PredictCallbackContext, ServerCallbackContext, WorkerCallbackContext } from "./server/callbacks.js";
+export type { CallbackContext, RequestTimings } from "./server/request-record.js";
+export type { LogEntry, Logger } from "./server/user-metrics.js";
 export { availableCores, resolveAccelerator, type AcceleratorDecision } from "./runtime/device.js";
 export { resolveModel, modelsDir, ModelNotFoundError, type ResolvedModel } from "./runtime/models.js";
 export { createSession, settingsFor, ort, type Session, type SessionSettings } from "./runtime/onnx.js";
