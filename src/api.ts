@@ -62,6 +62,11 @@ export interface PredictContext {
   /** One signal per batch item, aborted when that item's client went away (a streaming API should stop it). */
   signals: AbortSignal[];
   device: Device;
+  /**
+   * Each item's W3C traceparent (its request's span where an OpenTelemetry SDK is registered, else the caller's
+   * header), for a model that calls other services; absent when no item of the batch has one.
+   */
+  traceparents?: (string | undefined)[];
 }
 
 /** Values a worker may return from predict: a batch output, or an async stream of batch outputs. */

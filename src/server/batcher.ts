@@ -3,6 +3,7 @@ import { Channel } from "./channel.js";
 import { errors, HttpError } from "./errors.js";
 import type { RequestRecord } from "./request-record.js";
 import { itemFailure } from "./run-batch.js";
+import { activeTracer, BatchTrace } from "./tracing.js";
 import type { Runner, WorkerPool } from "./worker-pool.js";
 
 export interface BatcherOptions {
@@ -14,6 +15,8 @@ export interface BatcherOptions {
   queueTimeout: number;
   /** Queue length beyond which new items are refused with 503. */
   maxQueueSize: number;
+  /** The endpoint's path (tracing names its batches after it). */
+  path?: string;
   /** Called with the size of every batch dispatched (metrics). */
   onBatch?: (size: number) => void;
   /**
@@ -190,6 +193,10 @@ export class Batcher {
     const cancellations = items.map((item) => item.cancellation);
     const streaming = items[0].channel !== undefined;
     const requestIds = this.pool.wantsRequestIds ? items.map((item) => item.record?.requestId ?? "") : undefined;
+    // Spans only where an SDK is registered; the trace context goes on to the model when any item has one.
+    const batchTrace = activeTracer() ? BatchTrace.begin(items.map((item) => item.record), this.options.path ?? "", runner.id) : undefined;
+    const traceparents = batchTrace || items.some((item) => item.record?.traceparent) ? BatchTrace.traceparents(items.map((item) => item.record)) : undefined;
+    const meta = requestIds || traceparents ? { requestIds, traceparents } : undefined;
     try {
       const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes) => {
         outputs.forEach((output, k) => {
@@ -199,7 +206,8 @@ export class Batcher {
           items[indexes[k]].emitted = true;
           items[indexes[k]].channel!.push(output);
         });
-      } : undefined, requestIds);
+      } : undefined, meta);
+      batchTrace?.end(outcome.predict, outcome.errors.some((error) => error !== undefined));
       items.forEach((item, i) => {
         if (item.record && outcome.predict) {
           item.record.predictMs = outcome.predict.ms;
@@ -211,6 +219,7 @@ export class Batcher {
         else item.resolve!(outcome.outputs[i]);
       });
     } catch (error) {
+      batchTrace?.end(undefined, true);
       const crashed = error instanceof HttpError && error.code === "worker_crashed";
       // reversed: the retried items go back to the head of the queue in their order (they have waited longest)
       for (const item of [...items].reverse()) {

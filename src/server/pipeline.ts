@@ -7,6 +7,7 @@ import { Callbacks, type ServerCallbackContext } from "./callbacks.js";
 import { requestDeadline } from "./deadline.js";
 import { RequestRecord } from "./request-record.js";
 import { serverTimingHeader } from "./server-timing.js";
+import { activeTracer, endRequestSpan, startRequestSpan } from "./tracing.js";
 import { UserMetrics } from "./user-metrics.js";
 import type { PoolExtensions } from "./worker-pool.js";
 import type { WorkerReport } from "./worker-protocol.js";
@@ -105,17 +106,17 @@ export class Pipeline {
         done(null, payload);
       });
     }
+    // The response is finished (a stream's too): its callbacks, and the end of its span where it is traced.
     const onResponse = this.callbacks.onResponse;
-    if (onResponse) {
-      app.addHook("onResponse", (request, reply, done) => {
-        const record = request.batchwiseRecord;
-        if (record) {
-          record.status = reply.statusCode;
-          void onResponse(record);
-        }
-        done();
-      });
-    }
+    app.addHook("onResponse", (request, reply, done) => {
+      const record = request.batchwiseRecord;
+      if (record) {
+        record.status = reply.statusCode;
+        if (record.span) endRequestSpan(record, reply.statusCode);
+        if (onResponse) void onResponse(record);
+      }
+      done();
+    });
   }
 
   /** onServerStart once the server listens and every worker is ready; onServerEnd when it closes. */
@@ -141,8 +142,12 @@ export class Pipeline {
    */
   begin(request: FastifyRequest, endpoint: string): RequestRecord | null {
     const deadline = requestDeadline(request.headers);
-    if (deadline === undefined && !this.alwaysRecord) return null;
+    const traceparent = request.headers.traceparent;
+    const traced = activeTracer() !== undefined;
+    if (deadline === undefined && !this.alwaysRecord && !traced && traceparent === undefined) return null;
     const record = new RequestRecord(endpoint, requestIdOf(request), deadline, this.callbacks.request);
+    if (typeof traceparent === "string") record.traceparent = traceparent;
+    if (traced) startRequestSpan(record, request.method, traceparent);
     request.batchwiseRecord = record;
     return record;
   }
@@ -152,8 +157,10 @@ export class Pipeline {
     return this.callbacks.onRequest?.(record);
   }
 
-  /** The Server-Timing value of a stream's headers (sent with its first output), or undefined when it is off. */
-  streamTiming(request: FastifyRequest, reply: FastifyReply): string | undefined {
-    return this.serverTiming ? serverTimingHeader(request.batchwiseRecord, reply.elapsedTime) : undefined;
+  /** A stream's headers go out (with its first output): its Server-Timing value, or undefined when that is off. */
+  streamStarted(request: FastifyRequest, reply: FastifyReply): string | undefined {
+    const record = request.batchwiseRecord;
+    if (record) record.streamStart = performance.now();
+    return this.serverTiming ? serverTimingHeader(record, reply.elapsedTime) : undefined;
   }
 }

@@ -1,3 +1,5 @@
+import { stageSpan } from "./tracing.js";
+
 /**
  * What the server knows about one request as it goes down the line: which endpoint, its id, its deadline and when
  * each stage began and ended. One small object per request, made by the route; the batcher, the endpoint, the
@@ -66,6 +68,10 @@ export class RequestRecord implements CallbackContext {
   predictStartEpoch = 0;
   /** The tracing span of this request, when a tracer is active (see tracing.ts). */
   span: unknown = undefined;
+  /** The caller's W3C traceparent header, passed on to the model (see tracing.ts). */
+  traceparent: string | undefined = undefined;
+  /** A stream's headers went out (0: not a stream, or not yet). */
+  streamStart = 0;
   private stateObject: Record<string, unknown> | undefined;
 
   constructor(
@@ -87,6 +93,7 @@ export class RequestRecord implements CallbackContext {
   }
   afterDecode(): void | Promise<void> {
     this.decodeEnd = performance.now();
+    if (this.span) stageSpan(this, "decode", this.decodeStart, this.decodeEnd);
     return this.hooks.onAfterDecode?.(this);
   }
   beforeEncode(): void | Promise<void> {
@@ -94,7 +101,9 @@ export class RequestRecord implements CallbackContext {
     return this.hooks.onBeforeEncode?.(this);
   }
   afterEncode(): void | Promise<void> {
-    this.encodeMs += performance.now() - this.encodeStart;
+    const now = performance.now();
+    this.encodeMs += now - this.encodeStart;
+    if (this.span && !this.streamStart) stageSpan(this, "encode", this.encodeStart, now);
     return this.hooks.onAfterEncode?.(this);
   }
 

@@ -48,7 +48,7 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
   const ctx = requestContext(cancellation, request.headers);
   const response = await endpoint.handle(body, ctx, cancellation, route, record ?? undefined);
   if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
-  return stream(reply, response, cancellation, state, () => pipeline.streamTiming(request, reply));
+  return stream(reply, response, cancellation, state, () => pipeline.streamStarted(request, reply));
 }
 
 /**

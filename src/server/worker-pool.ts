@@ -12,12 +12,20 @@ import { transferables, type FromWorker, type ToWorker, type WorkerReport } from
 
 export type ChunkListener = (outputs: unknown[], indexes: number[]) => void;
 
+/** What a run carries beside its inputs, only when something needs it (one entry per input). */
+export interface RunMeta {
+  /** For predict-side callbacks. */
+  requestIds?: string[];
+  /** For the model (PredictContext.traceparents). */
+  traceparents?: (string | undefined)[];
+}
+
 /** One model instance that runs one batch at a time: a worker thread, or the main thread itself. */
 export interface Runner {
   readonly id: number;
   readonly device: Device;
   /** Run a batch; resolves with per-item outputs/errors, rejects (HttpError 500) if the runner died. */
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, requestIds?: string[]): Promise<BatchOutcome>;
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome>;
   /** The API's own health() where the model lives (true when it has none). */
   health(): Promise<boolean>;
   terminate(): Promise<void>;
@@ -123,9 +131,9 @@ export class WorkerPool {
   }
 
   /** Run a batch on a runner taken with take(); the runner returns to the idle set afterwards. */
-  async run(runner: Runner, inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, requestIds?: string[]) {
+  async run(runner: Runner, inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta) {
     try {
-      return await runner.run(inputs, cancellations, onChunk, requestIds);
+      return await runner.run(inputs, cancellations, onChunk, meta);
     } finally {
       this.busy--;
       this.inFlight.set(runner, (this.inFlight.get(runner) ?? 1) - 1);
@@ -194,9 +202,9 @@ class InlineRunner implements Runner {
     return new InlineRunner(id, device, api, stream, site);
   }
 
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, requestIds?: string[]): Promise<BatchOutcome> {
-    const ctx = { signals: cancellations.map((cancellation) => cancellation.signal), device: this.device };
-    return runPredict(this.api, inputs, ctx, this.site, this.stream, onChunk ?? (() => {}), requestIds);
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome> {
+    const ctx = { signals: cancellations.map((cancellation) => cancellation.signal), device: this.device, traceparents: meta?.traceparents };
+    return runPredict(this.api, inputs, ctx, this.site, this.stream, onChunk ?? (() => {}), meta?.requestIds);
   }
 
   async health() {
@@ -280,7 +288,7 @@ class ThreadRunner implements Runner {
     });
   }
 
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, requestIds?: string[]): Promise<BatchOutcome> {
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome> {
     if (this.terminating) return Promise.reject(new HttpError("worker_crashed"));
     const id = this.nextId++;
     const cancels = cancellations.map((cancellation, index) =>
@@ -291,7 +299,8 @@ class ThreadRunner implements Runner {
       this.pending.set(id, run);
       this.armWatchdog(run);
       try {
-        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream, requestIds } satisfies ToWorker, transferables(inputs));
+        const { requestIds, traceparents } = meta ?? {};
+        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream, requestIds, traceparents } satisfies ToWorker, transferables(inputs));
       } catch (error) {
         // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
         this.forget(id);

@@ -7,7 +7,7 @@ import type { LoggedValue } from "./user-metrics.js";
 export type ToWorker =
   | { type: "setup"; source: ApiSource; device: Device; ctx: SetupContext; endpoint: string; callbacks: CallbackSource[] }
   /** `requestIds` only when a predict-side callback wants them. */
-  | { type: "run"; id: number; inputs: unknown[]; stream: boolean; requestIds?: string[] }
+  | { type: "run"; id: number; inputs: unknown[]; stream: boolean; requestIds?: string[]; traceparents?: (string | undefined)[] }
   | { type: "cancel"; id: number; index: number }
   /** The main thread has handled the last "chunks" message: the worker may send the next (see worker.ts). */
   | { type: "chunks-handled" }

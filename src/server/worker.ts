@@ -117,7 +117,7 @@ port.on("message", async (message: ToWorker) => {
   } else if (message.type === "run") {
     const controllers = message.inputs.map(() => new AbortController());
     running.set(message.id, controllers);
-    const ctx = { signals: controllers.map((c) => c.signal), device: device! };
+    const ctx = { signals: controllers.map((c) => c.signal), device: device!, traceparents: message.traceparents };
     const emit = (outputs: unknown[], indexes: number[]) => sendChunk({ id: message.id, outputs, indexes });
     let outcome = await runPredict(api!, message.inputs, ctx, site, message.stream, emit, message.requestIds);
     running.delete(message.id);
