@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/index.js";
 import { Batcher } from "../src/server/batcher.js";
@@ -64,6 +65,19 @@ describe("X-Request-Timeout", () => {
       expect(body.error.message).toMatch(/X-Request-Timeout/);
     }
     expect(seen()).toEqual(["in-time"]);
+  });
+
+  it("the official OpenAI client's per-call `timeout` becomes the deadline (it sends X-Stainless-Timeout)", async () => {
+    const url = await start({ path: "/v1/chat/completions" });
+    const busy = fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "busy", ms: 2500 }) });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const body = { model: "m", messages: [{ role: "user" as const, content: "hi" }], id: "sdk" };
+    // a call's own timeout goes out as X-Stainless-Timeout: "1" (whole seconds)
+    const failure = await client.chat.completions.create(body as never, { timeout: 1900 }).then(() => undefined, (error: unknown) => error);
+    expect(failure).toMatchObject({ status: 504 });
+    expect((await busy).status).toBe(200);
+    expect(seen()).toEqual(["busy"]);
   });
 
   it("an OpenAI SDK's own timeout (X-Stainless-Timeout, whole seconds) is a deadline too; 0 (under a second) is none", () => {

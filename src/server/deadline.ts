@@ -5,8 +5,8 @@ import { HttpError } from "./errors.js";
  * A request's deadline: `X-Request-Timeout: <seconds>` (decimals allowed). Past it the client has stopped waiting, so
  * work of it still queued is dropped before it reaches the model and answered 504 `deadline_exceeded`.
  *
- * Without that header, `X-Stainless-Timeout` counts too: the official OpenAI SDKs send their `timeout` option in it
- * (whole seconds) on every call, so an OpenAI client's own timeout becomes the deadline with no change on its side.
+ * Without that header, `X-Stainless-Timeout` counts too: the official OpenAI SDKs send a call's `timeout` option in it
+ * (whole seconds), so an OpenAI client's own timeout becomes the deadline with no change on its side.
  * A value the SDK truncated to 0 (a timeout under a second) says nothing usable and is ignored.
  *
  * @returns performance.now() at which the deadline passes, or undefined when the request has none.

@@ -15,12 +15,13 @@ import type { RequestRecord } from "./request-record.js";
 export function serverTimingHeader(record: RequestRecord | null, elapsedMs: number): string {
   const total = `total;dur=${ms(elapsedMs)}`;
   if (!record) return total;
-  const t = record.timings;
+  // Read from the record's marks directly (its `timings` getter makes an object): this runs on every response.
   let header = "";
-  if (t.decode !== undefined) header += `decode;dur=${ms(t.decode)}, `;
-  if (t.queue !== undefined) header += `queue;dur=${ms(t.queue)}, `;
-  if (t.predict !== undefined) header += `predict;dur=${ms(t.predict)};desc="batch ${t.batchSize ?? 1}", `;
-  if (t.encode !== undefined) header += `encode;dur=${ms(t.encode)}, `;
+  if (record.decodeEnd) header += `decode;dur=${ms(record.decodeEnd - record.decodeStart)}, `;
+  if (record.dequeuedAt) header += `queue;dur=${ms(record.dequeuedAt - record.enqueuedAt)}, `;
+  const predict = record.predictMs >= 0 ? record.predictMs : record.firstOutputAt ? record.firstOutputAt - record.dequeuedAt : -1;
+  if (predict >= 0) header += `predict;dur=${ms(predict)};desc="batch ${record.batchSize || 1}", `;
+  if (record.encodeMs) header += `encode;dur=${ms(record.encodeMs)}, `;
   return header + total;
 }
 
