@@ -37,7 +37,7 @@ describe("docs/extension-points-pipeline.md", () => {
   it("marks every TypeScript block", () => {
     const all = [...doc.matchAll(/```ts\n/g)].length;
     expect(blocks.filter((b) => b.lang === "ts")).toHaveLength(all);
-    expect(blocks.map((b) => b.role).filter((r) => !r.startsWith("skip"))).toEqual(["deadline", "callbacks", "metrics", "tracing"]);
+    expect(blocks.map((b) => b.role).filter((r) => !r.startsWith("skip"))).toEqual(["deadline", "callbacks", "worker-callbacks", "metrics", "tracing"]);
   });
 
   for (const block of blocks.filter((b) => !b.role.startsWith("skip"))) {

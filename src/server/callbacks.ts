@@ -1,6 +1,7 @@
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Device } from "../api.js";
+import { offeredClasses } from "./api-source.js";
 import { OptionError } from "./options.js";
 import type { CallbackContext, RequestHooks, RequestRecord } from "./request-record.js";
 
@@ -77,10 +78,13 @@ export function isCallbackSource(value: unknown): value is CallbackSource {
   return typeof v === "object" && v !== null && typeof v.module === "string" && typeof v.export === "string";
 }
 
-/** Import a callback from its source: an exported object, or a class constructed with `options`. */
+/**
+ * Import a callback from its source: an exported object, or a class constructed with `options`. In a worker, a class
+ * that the serving module handed over (it never finishes loading there) is taken instead of importing it.
+ */
 export async function loadCallback(source: CallbackSource): Promise<Callback> {
   const file = source.module.startsWith("file:") ? source.module : pathToFileURL(path.resolve(source.module)).href;
-  const exported = ((await import(file)) as Record<string, unknown>)[source.export];
+  const exported = offeredClasses().get(source.export) ?? ((await import(file)) as Record<string, unknown>)[source.export];
   if (typeof exported === "function") return new (exported as new (options?: unknown) => Callback)(source.options);
   if (typeof exported === "object" && exported !== null) return exported as Callback;
   throw new OptionError(`callbacks: module ${source.module} has no export "${source.export}" (an object or a class)`);
@@ -168,6 +172,17 @@ export class Callbacks {
     const callbacks: Callback[] = [];
     const sources: CallbackSource[] = [];
     for (const [i, entry] of given.entries()) {
+      if (typeof entry === "function") {
+        // A class, as `api: MyAPI` is one: constructed here, and where it has worker-side methods, in each worker from
+        // the file that calls serve (which hands it over there).
+        const instance = new (entry as new () => Callback)();
+        callbacks.push(instance);
+        if (PREDICT_SIDE.some((hook) => typeof (instance as Record<string, unknown>)[hook] === "function")) {
+          if (!caller) throw new OptionError(`callbacks[${i}]: cannot tell which file defines ${entry.name}; give { module, export }`);
+          sources.push({ module: caller, export: entry.name });
+        }
+        continue;
+      }
       if (isCallbackSource(entry)) {
         const file = entry.module.startsWith("file:") ? fileURLToPath(entry.module) : path.resolve(entry.module);
         if (caller && file === caller) {

@@ -26,7 +26,7 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   threadsPerWorker?: number | "auto";
   log?: boolean | ((line: string) => void);
   /** See callbacks.ts. */
-  callbacks?: (Callback | CallbackSource)[];
+  callbacks?: (Callback | CallbackSource | (new () => Callback))[];
   /** See user-metrics.ts. */
   loggers?: Logger[];
   serverTiming?: boolean;
@@ -48,7 +48,7 @@ const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTime
  */
 export async function createServer(options: ServerOptions): Promise<BatchwiseServer> {
   if (inModelWorker()) {
-    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api)]);
+    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api), ...(options.callbacks ?? [])]);
     return new Promise<never>(() => {});
   }
   const log = makeLogger(options.log);
