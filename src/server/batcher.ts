@@ -209,10 +209,7 @@ export class Batcher {
       } : undefined, meta);
       batchTrace?.end(outcome.predict, outcome.errors.some((error) => error !== undefined));
       items.forEach((item, i) => {
-        if (item.record && outcome.predict) {
-          item.record.predictMs = outcome.predict.ms;
-          item.record.predictStartEpoch = outcome.predict.start;
-        }
+        if (item.record && outcome.predict) item.record.predictMs = outcome.predict.ms;
         const error = outcome.errors[i];
         if (error !== undefined) item.reject(itemFailure(error));
         else if (item.channel) item.channel.end();

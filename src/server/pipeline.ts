@@ -106,17 +106,18 @@ export class Pipeline {
         done(null, payload);
       });
     }
-    // The response is finished (a stream's too): its callbacks, and the end of its span where it is traced.
+    // The response is finished (a stream's too). A hook only when a callback wants it: it runs on every request.
     const onResponse = this.callbacks.onResponse;
-    app.addHook("onResponse", (request, reply, done) => {
-      const record = request.batchwiseRecord;
-      if (record) {
-        record.status = reply.statusCode;
-        if (record.span) endRequestSpan(record, reply.statusCode);
-        if (onResponse) void onResponse(record);
-      }
-      done();
-    });
+    if (onResponse) {
+      app.addHook("onResponse", (request, reply, done) => {
+        const record = request.batchwiseRecord;
+        if (record) {
+          record.status = reply.statusCode;
+          void onResponse(record);
+        }
+        done();
+      });
+    }
   }
 
   /** onServerStart once the server listens and every worker is ready; onServerEnd when it closes. */
@@ -140,14 +141,18 @@ export class Pipeline {
    * A request reached an endpoint: its record (deadline from X-Request-Timeout, a 400 when that is malformed), or
    * null when nothing needs one.
    */
-  begin(request: FastifyRequest, endpoint: string): RequestRecord | null {
+  begin(request: FastifyRequest, reply: FastifyReply, endpoint: string): RequestRecord | null {
     const deadline = requestDeadline(request.headers);
     const traceparent = request.headers.traceparent;
     const traced = activeTracer() !== undefined;
     if (deadline === undefined && !this.alwaysRecord && !traced && traceparent === undefined) return null;
     const record = new RequestRecord(endpoint, requestIdOf(request), deadline, this.callbacks.request);
     if (typeof traceparent === "string") record.traceparent = traceparent;
-    if (traced) startRequestSpan(record, request.method, traceparent);
+    if (traced) {
+      startRequestSpan(record, request.method, traceparent);
+      // only traced requests pay for a listener: the span ends when the response does (a stream's too)
+      reply.raw.once("close", () => endRequestSpan(record, reply.raw.statusCode));
+    }
     request.batchwiseRecord = record;
     return record;
   }

@@ -64,8 +64,6 @@ export class RequestRecord implements CallbackContext {
   encodeMs = 0;
   private encodeStart = 0;
   batchSize = 0;
-  /** Epoch ms when predict began where the model runs (for a span's start). */
-  predictStartEpoch = 0;
   /** The tracing span of this request, when a tracer is active (see tracing.ts). */
   span: unknown = undefined;
   /** The caller's W3C traceparent header, passed on to the model (see tracing.ts). */

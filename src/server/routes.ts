@@ -25,7 +25,7 @@ export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint
 
 async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState, pipeline: Pipeline) {
   // Deadline, stage times and callbacks (pipeline.ts); null when none of them is on.
-  const record = pipeline.begin(request, endpoint.config.path);
+  const record = pipeline.begin(request, reply, endpoint.config.path);
   const arrived = record ? pipeline.arrived(record) : undefined;
   if (arrived) await arrived;
   const finished = endpoint.track();
