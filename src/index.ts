@@ -33,6 +33,7 @@ export {
   type RequestContext,
   type ServingDefaults,
   type SetupContext,
+  type MetricDeclaration,
 } from "./api/model-api.js";
 export { createServer, type BatchwiseServer, type ListenOptions, type OptionSources, type ServerOptions } from "./server/server.js";
 export { serve } from "./server/serve.js";
@@ -42,6 +43,9 @@ export { HttpError, errorCodes, isUserError, type ErrorCode } from "./api/errors
 export { OPTIONS, OptionError, type OptionDeclaration, type OptionScope } from "./server/options.js";
 export type { Spec, SpecResponse } from "./api/spec.js";
 export { plainSpec } from "./server/plain-spec.js";
+export type { Callback, CallbackSource, PredictCallbackContext, ServerCallbackContext, WorkerCallbackContext } from "./server/callbacks.js";
+export type { CallbackContext, RequestTimings } from "./server/request-record.js";
+export type { LogEntry, Logger } from "./server/user-metrics.js";
 export { availableCores, resolveAccelerator, type AcceleratorDecision } from "./runtime/device.js";
 export { resolveModel, modelsDir, ModelNotFoundError, type ResolvedModel } from "./runtime/models.js";
 export { createSession, settingsFor, ort, type Session, type SessionSettings } from "./runtime/onnx.js";

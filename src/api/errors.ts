@@ -28,6 +28,7 @@ export const errorCodes = {
   unsupported_parameter: { status: 400, message: "The request uses a parameter this server cannot honour" },
   unsupported_schema: { status: 400, message: "The JSON schema uses keywords this server cannot enforce" },
   context_length_exceeded: { status: 400, message: "The prompt does not fit the model's context window" },
+  invalid_request_timeout: { status: 400, message: "X-Request-Timeout must be a positive number of seconds" },
   // 401–431: authentication, routing, limits
   unauthorized: { status: 401, message: "Missing or invalid API key (send X-API-Key or Authorization: Bearer)" },
   forbidden: { status: 403, message: "This request is not allowed to use this endpoint" },
@@ -54,6 +55,7 @@ export const errorCodes = {
   queue_full: { status: 503, message: "The server is at capacity; retry later" },
   queue_timeout: { status: 504, message: "The request waited too long for a free worker" },
   predict_timeout: { status: 504, message: "The model did not answer in time; its worker is being replaced" },
+  deadline_exceeded: { status: 504, message: "The request's deadline (X-Request-Timeout) passed before the model could run it" },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -86,6 +86,11 @@ export interface PredictContext {
   /** One signal per batch item, aborted when that item's client went away (a streaming API should stop it). */
   signals: AbortSignal[];
   device: Device;
+  /**
+   * Each item's W3C traceparent (its request's span where an OpenTelemetry SDK is registered, else the caller's
+   * header), for a model that calls other services; absent when no item of the batch has one.
+   */
+  traceparents?: (string | undefined)[];
 }
 
 /** Values a worker may return from predict: a batch output, or an async stream of batch outputs. */
@@ -189,7 +194,54 @@ export abstract class ModelAPI<Req = unknown, In = unknown, Out = unknown, Res =
    * each worker, on the instance that ran setup. /health and /readyz answer 503 while it returns false.
    */
   health?(): boolean | Promise<boolean>;
+
+  /**
+   * Series this API feeds with {@link log}, by name: each becomes `batchwise_user_<name>` in /metrics (a histogram or
+   * a gauge, with an `endpoint` label and the label names declared here). A name logged but not declared reaches the
+   * loggers only.
+   */
+  metrics?: Record<string, MetricDeclaration>;
+
+  /**
+   * Record a value from any hook, on whichever thread runs it (a worker's values travel to the main thread): it is
+   * observed by the declared series in /metrics (see {@link metrics}) and handed to every `loggers` entry. Values
+   * from all workers land in the same series. Costs nothing when the API is not served.
+   *
+   * @example
+   * ```ts
+   * import { ModelAPI, type MetricDeclaration } from "batchwise";
+   *
+   * export class Lengths extends ModelAPI<{ text: string }, string, number, { length: number }> {
+   *   override metrics: Record<string, MetricDeclaration> = { batch_chars: { type: "histogram", buckets: [16, 64, 256] } };
+   *   override decodeRequest(request: { text: string }) { return request.text; }
+   *   predict(batch: string[]) {
+   *     this.log("batch_chars", batch.reduce((sum, text) => sum + text.length, 0));
+   *     return batch.map((text) => text.length);
+   *   }
+   *   override encodeResponse(length: number) { return { length }; }
+   * }
+   * ```
+   */
+  log(name: string, value: number, labels?: Record<string, string>): void {
+    (this as { [LOG_SINK]?: LogSink })[LOG_SINK]?.(name, value, labels);
+  }
 }
+
+/** How a user series is kept: a histogram (distribution, with `buckets`) or a gauge (the last value). */
+export interface MetricDeclaration {
+  type: "histogram" | "gauge";
+  help?: string;
+  /** Histogram bucket upper bounds (prom-client's defaults when absent). */
+  buckets?: number[];
+  /** Label names `log()` may pass (besides `endpoint`, which the server adds). */
+  labelNames?: string[];
+}
+
+/** Where an API instance's `log()` calls go: set by the server on each instance it serves. */
+export type LogSink = (name: string, value: number, labels?: Record<string, string>) => void;
+
+/** The property holding an instance's {@link LogSink}; a global symbol, so a second copy of batchwise shares it. */
+export const LOG_SINK: unique symbol = Symbol.for("batchwise.logSink");
 
 /**
  * How a worker finds an API: a module and the name of an exported class. `options` must be structured-cloneable; it

@@ -41,17 +41,30 @@ export function inModelWorker(): boolean {
   return !isMainThread && (globalThis as Record<symbol, unknown>)[WORKER_SLOT] !== undefined;
 }
 
-/** Inside a model worker: give the worker the API classes a module serves. */
+/** Inside a model worker: give the worker the API classes a module serves (and any other class it names, kept). */
 export function offerApis(apis: unknown[]): void {
   const slot = (globalThis as Record<symbol, WorkerSlot | undefined>)[WORKER_SLOT];
-  for (const api of apis) if (isApiClass(api)) slot?.offer(api);
+  for (const api of apis) {
+    if (isApiClass(api)) slot?.offer(api);
+    else if (typeof api === "function" && api.name) offeredClasses().set(api.name, api);
+  }
+}
+
+/**
+ * Classes other than APIs that a module calling `serve` handed over in a worker (callback classes given to `serve`),
+ * by name: that module never finishes loading there, so its exports cannot be imported.
+ */
+export function offeredClasses(): Map<string, unknown> {
+  const key = Symbol.for("batchwise.offeredClasses");
+  const global = globalThis as Record<symbol, Map<string, unknown> | undefined>;
+  return (global[key] ??= new Map());
 }
 
 /**
  * The module a worker imports for a class given without `module`: the first file on the call stack outside
  * batchwise itself, i.e. the file that called serve/createServer.
  */
-function callerModule(): string | undefined {
+export function callerModule(): string | undefined {
   const own = path.dirname(path.dirname(fileURLToPath(import.meta.url))); // src/ or dist/
   return callerFiles().find((file) => !file.startsWith(own + path.sep));
 }

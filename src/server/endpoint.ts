@@ -19,7 +19,8 @@ import { errors } from "../api/errors.js";
 import { formatSetupFailure, RequestFailures } from "./failure-log.js";
 import { checkOptions, OptionError } from "./options.js";
 import type { Spec, SpecResponse } from "../api/spec.js";
-import { WorkerPool } from "./worker-pool.js";
+import type { RequestRecord } from "./request-record.js";
+import { WorkerPool, type PoolExtensions } from "./worker-pool.js";
 
 /**
  * How one API is served: its path, wire format, batching and workers. Each option is declared, with its default and
@@ -106,8 +107,10 @@ export class Endpoint {
     events: EndpointEvents,
     private readonly log: (message: string) => void,
     private readonly exposeErrors: boolean,
+    extensions: PoolExtensions | undefined,
   ) {
     this.pool = new WorkerPool({
+      extensions,
       source,
       inline: config.workersPerDevice === 0 ? api : undefined,
       devices: config.devices,
@@ -139,6 +142,8 @@ export class Endpoint {
     log: (message: string) => void,
     /** Development: 500 bodies carry the internal error's message (see failure-log.ts). */
     exposeErrors = false,
+    /** Callbacks around predict and where workers' logged values go (see callbacks.ts, user-metrics.ts). */
+    extensions?: (path: string) => PoolExtensions,
   ): Promise<Endpoint> {
     const spec = options.spec ?? plainSpec({ path: options.path, stream: options.stream });
     const path = options.path ?? spec.path;
@@ -176,7 +181,7 @@ export class Endpoint {
       authorize: options.authorize ?? (instance.authorize ? (request) => instance.authorize!(request) : undefined),
     };
     checkStreaming(instance, spec, options.spec === undefined);
-    return new Endpoint(spec, instance, config, source, events, log, exposeErrors);
+    return new Endpoint(spec, instance, config, source, events, log, exposeErrors, extensions?.(path));
   }
 
   /** Start the workers; a setup failure is logged (with the stack from where it threw) and rejects. */
@@ -198,7 +203,14 @@ export class Endpoint {
   }
 
   /** decodeRequest → queue → worker (batch/predict/unbatch) → encodeResponse → the spec's response. */
-  async handle(body: unknown, ctx: RequestContext, cancellation: Cancellation, route: string = this.config.path): Promise<SpecResponse> {
+  async handle(
+    body: unknown,
+    ctx: RequestContext,
+    cancellation: Cancellation,
+    route: string = this.config.path,
+    /** Deadline, stage times and request-side callbacks (see request-record.ts). */
+    record?: RequestRecord,
+  ): Promise<SpecResponse> {
     const request = this.spec.parseRequest(body, ctx, route);
     this.batcher.checkCapacity();
     this.batcher.decoding++;
@@ -206,7 +218,11 @@ export class Endpoint {
     const failures = new RequestFailures({ log: this.log, exposeErrors: this.exposeErrors }, ctx.requestId, route);
     let input: unknown;
     try {
+      const before = record?.beforeDecode();
+      if (before) await before;
       input = await this.api.decodeRequest(request, ctx);
+      const after = record?.afterDecode();
+      if (after) await after;
     } catch (error) {
       throw failures.decode(error);
     } finally {
@@ -216,16 +232,16 @@ export class Endpoint {
     // worker (moved, not copied), and the request is still here (no copy kept for a rare retry).
     const redecode = this.config.idempotent ? () => this.api.decodeRequest(request, ctx) : undefined;
     if (this.config.streams) {
-      const outputs = this.batcher.submitStream(input, cancellation, redecode);
-      return this.spec.respond(request, this.encodeEach(outputs, ctx, failures), ctx);
+      const outputs = this.batcher.submitStream(input, cancellation, redecode, record);
+      return this.spec.respond(request, this.encodeEach(outputs, ctx, failures, record), ctx);
     }
     let output: unknown;
     try {
-      output = await this.batcher.submit(input, cancellation, redecode);
+      output = await this.batcher.submit(input, cancellation, redecode, record);
     } catch (error) {
       throw failures.predict(error);
     }
-    return this.spec.respond(request, this.encodeEach([output], ctx, failures), ctx);
+    return this.spec.respond(request, this.encodeEach([output], ctx, failures, record), ctx);
   }
 
   /** Count a request from arrival until its response is finished (streams included). */
@@ -282,7 +298,12 @@ export class Endpoint {
   }
 
   /** encodeResponse for each output; a predict failure mid-stream or an encode failure is logged and answered once. */
-  private async *encodeEach(outputs: Iterable<unknown> | AsyncIterable<unknown>, ctx: RequestContext, failures: RequestFailures) {
+  private async *encodeEach(
+    outputs: Iterable<unknown> | AsyncIterable<unknown>,
+    ctx: RequestContext,
+    failures: RequestFailures,
+    record?: RequestRecord,
+  ) {
     const iterator = (Symbol.asyncIterator in outputs ? outputs[Symbol.asyncIterator]() : outputs[Symbol.iterator]()) as
       AsyncIterator<unknown> | Iterator<unknown>;
     let finished = false;
@@ -298,7 +319,11 @@ export class Endpoint {
         if (next.done) return void (finished = true);
         let encoded: unknown;
         try {
+          const before = record?.beforeEncode();
+          if (before) await before;
           encoded = await this.api.encodeResponse(next.value, ctx);
+          const after = record?.afterEncode();
+          if (after) await after;
         } catch (error) {
           throw failures.encode(error);
         }

@@ -78,6 +78,7 @@ export const SERVER_DEFAULTS = {
   exposeErrors: false,
   docs: true,
   compress: true,
+  serverTiming: true,
 };
 
 /** Endpoint defaults, typed; an API's own `servingDefaults` (e.g. the classifier's batching) go over them. */
@@ -117,6 +118,9 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("server", "tlsCert", { kind: "string", doc: "PEM certificate file: with `tlsKey`, serve HTTPS (`https` in code wins)" }),
   option("server", "tlsKey", { kind: "string", doc: "PEM private key file of `tlsCert`" }),
   option("server", "plugins", { kind: "value", default: "none", doc: "fastify plugins (`plugin` or `[plugin, options]`) registered before the routes: middleware, hooks, routes of your own" }),
+  option("server", "serverTiming", { kind: "boolean", value: SERVER_DEFAULTS.serverTiming, doc: "every response carries `Server-Timing` (decode, queue, predict with the batch size, encode, total)" }),
+  option("server", "callbacks", { kind: "value", default: "none", doc: "objects whose methods run at each step (onRequest … onResponse); ones with predict-side methods as `{ module, export }`" }),
+  option("server", "loggers", { kind: "value", default: "none", doc: "objects whose `log(entry)` receives every value the APIs `log()`" }),
   option("server", "endpoints", { kind: "value", default: "—", doc: "several APIs on one server, each with its own endpoint options and path" }),
   // endpoint: one per served API
   option("endpoint", "api", { kind: "value", default: "—", doc: "the ModelAPI class, `{ module, export, options }` (`module`: a path like an import's, `./my-api.js`, which loads `./my-api.ts` under tsx), or an instance (in-process only)" }),

@@ -8,7 +8,9 @@
  */
 import type { ServerOptions as HttpsOptions } from "node:https";
 import type { ApiSource, ServingDefaults } from "../api/model-api.js";
+import type { Callback, CallbackSource } from "./callbacks.js";
 import type { PluginEntry } from "./http-options.js";
+import type { Logger } from "./user-metrics.js";
 import { availableCores } from "../runtime/device.js";
 import type { EndpointOptions, ResolvedEndpointOptions } from "./endpoint.js";
 import { checkOptions, declaration, ENDPOINT_DEFAULTS, OPTIONS, OptionError, readCliOptions, SERVER_DEFAULTS, type OptionScope } from "./options.js";
@@ -39,6 +41,12 @@ export interface ServerOptions extends Partial<EndpointOptions> {
   tlsKey?: string;
   /** fastify plugins registered before the routes (see docs/extension-points.md). */
   plugins?: PluginEntry[];
+  /** Objects whose methods run at each step of a request (see callbacks.ts). */
+  callbacks?: (Callback | CallbackSource | (new () => Callback))[];
+  /** Objects that receive every value the APIs `log()` (see user-metrics.ts). */
+  loggers?: Logger[];
+  /** Every response carries `Server-Timing` (default true). */
+  serverTiming?: boolean;
   log?: boolean | ((line: string) => void);
 }
 
@@ -70,6 +78,9 @@ interface ResolvedServerConfig {
   tlsCert?: string;
   tlsKey?: string;
   plugins?: PluginEntry[];
+  callbacks?: (Callback | CallbackSource | (new () => Callback))[];
+  loggers?: Logger[];
+  serverTiming: boolean;
   /** Intra-op threads of each worker's model: given, or the cores split between every worker of every endpoint. */
   threadsPerWorker: number;
   corsOrigins?: string[];

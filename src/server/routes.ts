@@ -7,6 +7,7 @@ import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
 import { errorBody, type SpecResponse } from "../api/spec.js";
+import type { Pipeline } from "./pipeline.js";
 import { endpointRouteOptions, registerSpecRoutes } from "./route-options.js";
 import { mediaType, Upload } from "../api/upload.js";
 
@@ -19,17 +20,22 @@ export function registerEndpointRoutes(
   endpoints: Endpoint[],
   metrics: ServerMetrics,
   state: ServerState,
+  pipeline: Pipeline,
   log: (line: string) => void = () => {},
 ) {
   for (const endpoint of endpoints) {
     for (const route of endpoint.routes) {
-      app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state));
+      app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state, pipeline));
     }
     registerSpecRoutes(app, endpoint, metrics.registry, log);
   }
 }
 
-async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState) {
+async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState, pipeline: Pipeline) {
+  // Deadline, stage times and callbacks (pipeline.ts); null when none of them is on.
+  const record = pipeline.begin(request, reply, endpoint.config.path);
+  const arrived = record ? pipeline.arrived(record) : undefined;
+  if (arrived) await arrived;
   const finished = endpoint.track();
   const cancellation = new Cancellation();
   // The response closing before it was finished means the client went away: stop its work.
@@ -48,9 +54,9 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
   const ctx = requestContext(cancellation, request.headers, request.id);
-  const response = await endpoint.handle(body, ctx, cancellation, route);
+  const response = await endpoint.handle(body, ctx, cancellation, route, record ?? undefined);
   if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
-  return stream(reply, response, cancellation, state);
+  return stream(reply, response, cancellation, state, () => pipeline.streamStarted(request, reply));
 }
 
 /**
@@ -96,12 +102,19 @@ export function registerProbeRoutes(
  * turn that produced it (a Readable piped by fastify added a buffer, a pipe and their ticks between a token and its
  * write). The socket's backpressure pauses the body: the next chunk is not pulled until the last one drained.
  */
-async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kind: "stream" }>, cancellation: Cancellation, state: ServerState) {
+async function stream(
+  reply: FastifyReply,
+  response: Extract<SpecResponse, { kind: "stream" }>,
+  cancellation: Cancellation,
+  state: ServerState,
+  serverTiming: () => string | undefined,
+) {
   // Await the first chunk before the headers go out, so an error before any output still gets its status code.
   const iterator = response.body[Symbol.asyncIterator]();
   let next = await iterator.next();
   const res = reply.raw;
   reply.hijack(); // fastify's onSend hooks do not run: the headers they would add are added here
+  const timing = serverTiming();
   try {
     res.writeHead(200, {
       ...(reply.getHeaders() as OutgoingHttpHeaders),
@@ -109,6 +122,7 @@ async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kin
       "cache-control": "no-cache",
       "x-accel-buffering": "no",
       ...(state.draining ? { connection: "close" } : {}),
+      ...(timing ? { "server-timing": timing } : {}),
     });
     for (; !next.done; next = await iterator.next()) {
       if (!res.write(next.value) && !(await drained(res))) return;

@@ -20,6 +20,8 @@ export type StreamEmit = (outputs: unknown[], indexes: number[], ended: number[]
 export interface BatchOutcome {
   outputs: unknown[];
   errors: (ItemError | undefined)[];
+  /** When predict began (epoch ms, comparable across threads) and how long it ran, measured where it ran. */
+  predict?: { start: number; ms: number };
 }
 
 /** The HTTP error a failed input answers with. */

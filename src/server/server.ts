@@ -10,6 +10,7 @@ import { makeLogger } from "./log.js";
 import { ServerMetrics } from "./metrics.js";
 import { registerDocs } from "./openapi.js";
 import { OptionError } from "./options.js";
+import { Pipeline } from "./pipeline.js";
 import { resolveOptions, type OptionSources, type ServerOptions } from "./resolve-options.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
 
@@ -32,7 +33,7 @@ import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
  */
 export async function createServer(options: ServerOptions, sources: OptionSources = { environment: process.env }): Promise<BatchwiseServer> {
   if (inModelWorker()) {
-    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api)]);
+    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api), ...(options.callbacks ?? [])]);
     return new Promise<never>(() => {});
   }
   const { server: config, endpoints: endpointOptions } = resolveOptions(options, sources);
@@ -41,6 +42,7 @@ export async function createServer(options: ServerOptions, sources: OptionSource
   if (config.apiServers > 1 && apiServerIndex() === undefined) {
     throw new OptionError("apiServers > 1 needs serve() or the CLI, which start the API server processes; createServer builds one");
   }
+  const pipeline = await Pipeline.create(config, log);
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
@@ -54,12 +56,14 @@ export async function createServer(options: ServerOptions, sources: OptionSource
         },
         log,
         config.exposeErrors,
+        pipeline.extensions,
       ),
     );
   }
   const paths = endpoints.flatMap((e) => e.routes);
   if (new Set(paths).size !== paths.length) throw new OptionError(`Two endpoints share a path: ${paths.join(", ")}`);
   metrics = new ServerMetrics(endpoints.map((e) => ({ path: e.config.path, load: () => e.load() })));
+  pipeline.register(metrics.registry, endpoints.map((e) => ({ path: e.config.path, api: e.api })));
 
   const app = createHttpApp({
     maxPayloadSize,
@@ -71,12 +75,13 @@ export async function createServer(options: ServerOptions, sources: OptionSource
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: config.corsOrigins, apiKey, metrics });
+  pipeline.install(app);
   // Each of these hooks into the routes declared after it (fastify's onRoute): they go first.
   if (config.compress) await registerCompression(app);
   if (config.docs) await registerDocs(app, { version: VERSION, apiKey: apiKey !== undefined });
   await registerPlugins(app, config.plugins);
   registerIndexRoute(app, { endpoints, docs: config.docs });
-  registerEndpointRoutes(app, endpoints, metrics, state, log);
+  registerEndpointRoutes(app, endpoints, metrics, state, pipeline, log);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
@@ -88,7 +93,9 @@ export async function createServer(options: ServerOptions, sources: OptionSource
     endpoints: endpoints.map((e) => e.info()),
   });
   registerProbeRoutes(app, { state, endpoints, metrics, info });
-  return createLifecycle({ app, endpoints, state, info, log, host: config.host, port: config.port, drainPeriod: config.drainPeriod });
+  const server = createLifecycle({ app, endpoints, state, info, log, host: config.host, port: config.port, drainPeriod: config.drainPeriod });
+  pipeline.attach(app, server.ready, endpoints.map((e) => e.config.path));
+  return server;
 }
 
 export type { BatchwiseServer, ListenOptions } from "./lifecycle.js";
