@@ -2,3 +2,4 @@
 export { openAISpec, openAIErrorBody, type OpenAISpecOptions } from "../specs/openai.js";
 export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "../specs/openai.js";
 export { InvalidRequestError, UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, type ChatCompletionRequest, type CompletionRequest } from "../specs/openai.js";
+export { openAIEmbeddingSpec, parseEmbeddingRequest, type EmbeddingOutput, type EmbeddingRequest, type OpenAIEmbeddingSpecOptions } from "./embeddings-spec.js";
