@@ -7,7 +7,7 @@ import type { ServerOptions } from "../server/server.js";
 
 const SCOPES = ["server", "endpoint", "app"] as const;
 
-/** `batchwise serve classifier|chat [flags]`: every flag and environment variable comes from options.ts. */
+/** `batchwise serve classifier|chat|embeddings [flags]`: every flag and environment variable comes from options.ts. */
 export async function runServe(argv: string[]) {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -15,15 +15,16 @@ export async function runServe(argv: string[]) {
     allowPositionals: true,
   });
   const app = positionals[0] ?? "classifier";
-  if (values.help || (app !== "classifier" && app !== "chat")) {
-    console.log(`Usage: batchwise serve classifier|chat [flags]\n\n${flagHelp([...SCOPES])}`);
+  if (values.help || !["classifier", "chat", "embeddings"].includes(app)) {
+    console.log(`Usage: batchwise serve classifier|chat|embeddings [flags]\n\n${flagHelp([...SCOPES])}`);
     return;
   }
   // Flags, then environment variables; what neither sets falls back to the app's serving preset below.
-  const { model, precision = "auto", labels = "cat-dog", ...given } = readCliOptions(values, [...SCOPES]) as ServerOptions & {
+  const { model, precision = "auto", labels = "cat-dog", mcp = false, ...given } = readCliOptions(values, [...SCOPES]) as Omit<ServerOptions, "mcp"> & {
     model?: string;
     precision?: PrecisionChoice;
     labels?: "cat-dog" | "imagenet";
+    mcp?: boolean;
   };
 
   if (app === "classifier") {
@@ -34,10 +35,13 @@ export async function runServe(argv: string[]) {
       batchTimeout: preset.batchTimeout,
       workersPerDevice: preset.workers(availableCores()),
       idempotent: preset.idempotent,
+      ...(mcp ? { mcp: CLASSIFIER_TOOL } : {}),
       ...given,
     };
     printConfig("classifier", config, { model: model ?? "mobilenetv2-12", precision, labels });
     await serve(config);
+  } else if (app === "embeddings") {
+    await serveEmbeddings(model, precision, mcp, given);
   } else {
     const [{ chatModel, CHAT_SERVING_DEFAULTS: preset }, { openAISpec }] = await Promise.all([
       import("../apps/chat.js"),
@@ -57,6 +61,34 @@ export async function runServe(argv: string[]) {
     printConfig("chat", config, { model: model ?? "(hub default; offline use --model tiny-random-llama)", precision });
     await serve(config);
   }
+}
+
+/** The classifier as an MCP tool: the description tells a model how to pass the image. */
+const CLASSIFIER_TOOL = {
+  name: "classify_image",
+  description: 'Classify a photo. Arguments: {"image": "<base64 JPEG, PNG or WebP, or a data: URL>"}. Answers {"predictions": [{"label", "probability"}…]}, most likely first.',
+  inputSchema: {
+    type: "object",
+    properties: { image: { type: "string", description: "the image as base64 or a data:image/...;base64, URL" } },
+    required: ["image"],
+  },
+};
+
+async function serveEmbeddings(model: string | undefined, precision: PrecisionChoice, mcp: boolean, given: Partial<ServerOptions>) {
+  if (!model) throw new Error("batchwise serve embeddings needs --model ID_OR_PATH (e.g. --model aidreams260K)");
+  const { embeddingModel, EMBEDDING_SERVING_DEFAULTS: preset, openAIEmbeddingSpec } = await import("../embeddings/index.js");
+  const config: ServerOptions = {
+    api: embeddingModel({ model, precision }),
+    spec: openAIEmbeddingSpec(),
+    maxBatchSize: preset.maxBatchSize,
+    batchTimeout: preset.batchTimeout,
+    workersPerDevice: preset.workers,
+    idempotent: preset.idempotent,
+    ...(mcp ? { mcp: { name: "embed", description: 'Embed texts. Arguments: {"input": "text" | ["text", …]}. Answers OpenAI\'s embeddings list.' } } : {}),
+    ...given,
+  };
+  printConfig("embeddings", config, { model, precision });
+  await serve(config);
 }
 
 function printConfig(app: string, config: ServerOptions, model: Record<string, unknown>) {

@@ -43,6 +43,16 @@ export interface EndpointOptions {
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
   idempotent?: boolean;
+  /** Also expose this endpoint as a tool on `/mcp` (see mcp.ts). */
+  mcp?: McpToolOptions;
+}
+
+/** An endpoint as an MCP tool: its name, what it does (for the model choosing tools), and optionally its input schema. */
+export interface McpToolOptions {
+  name: string;
+  description?: string;
+  /** JSON Schema of the tool's arguments (the request body); default the API's `requestSchema`, else any object. */
+  inputSchema?: object;
 }
 
 export interface ResolvedEndpointConfig {
@@ -60,6 +70,7 @@ export interface ResolvedEndpointConfig {
   devices: Device[];
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
+  mcp?: McpToolOptions;
 }
 
 /** What an endpoint reports as it works (the server turns these into metrics). */
@@ -162,6 +173,7 @@ export class Endpoint {
       devices,
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
+      mcp: checkMcp(options.mcp),
     };
     return new Endpoint(spec, instance, config, source, events, log);
   }
@@ -263,4 +275,14 @@ export class Endpoint {
       else yield encoded;
     }
   }
+}
+
+/** MCP tool names are what a model calls: letters, digits, `_` and `-` (the MCP spec's advice), 1–64 of them. */
+function checkMcp(mcp: McpToolOptions | undefined): McpToolOptions | undefined {
+  if (mcp === undefined) return undefined;
+  if (mcp === null || typeof mcp !== "object" || typeof mcp.name !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(mcp.name)) {
+    throw new OptionError("mcp must be { name, description? } with a name of 1–64 letters, digits, _ or -");
+  }
+  if (mcp.description !== undefined && typeof mcp.description !== "string") throw new OptionError("mcp.description must be a string");
+  return { ...mcp };
 }

@@ -5,6 +5,7 @@ import { registerHooks, type ServerState } from "./hooks.js";
 import { createHttpApp } from "./http-app.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
+import { registerMcpRoute } from "./mcp.js";
 import { ServerMetrics } from "./metrics.js";
 import { checkOptions, OptionError } from "./options.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
@@ -95,6 +96,9 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
   registerEndpointRoutes(app, endpoints, metrics, state);
+  const toolNames = endpoints.flatMap((e) => (e.config.mcp ? [e.config.mcp.name] : []));
+  if (new Set(toolNames).size !== toolNames.length) throw new OptionError(`Two endpoints share an MCP tool name: ${toolNames.join(", ")}`);
+  await registerMcpRoute(app, endpoints);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
