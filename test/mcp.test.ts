@@ -130,6 +130,16 @@ describe("endpoints as MCP tools", () => {
     expect(response.status).toBe(401);
   });
 
+  it("stateless: GET and DELETE /mcp are 405 (no stream held open), the next call still works", async () => {
+    for (const method of ["GET", "DELETE"]) {
+      const response = await fetch(`${url}/mcp`, { method, headers: { "x-api-key": KEY, accept: "text/event-stream" } });
+      expect(response.status).toBe(405);
+      expect(response.headers.get("allow")).toBe("POST");
+    }
+    const result = await client.callTool({ name: "echo", arguments: { text: "still here" } });
+    expect(result.structuredContent).toEqual({ echo: "still here" });
+  });
+
   it("an invalid tool name is refused when the server is built", async () => {
     await expect(createServer({ api: new PlainAPI(), workersPerDevice: 0, mcp: { name: "has space" }, log: false })).rejects.toThrow(/mcp must be/);
   });

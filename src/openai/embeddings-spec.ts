@@ -48,11 +48,14 @@ const FIELDS = new Set(["input", "model", "encoding_format", "dimensions", "user
 
 export function openAIEmbeddingSpec(options: OpenAIEmbeddingSpecOptions = {}): Spec<EmbeddingRequest, EmbeddingOutput> {
   const maxInputs = options.maxInputs ?? 2048;
+  // The served model's id (for answers to requests without `model` whose API does not name it); known once routes exist.
+  let servedModel = () => "model";
   return {
     name: "openai-embeddings",
     path: options.path ?? "/v1/embeddings",
     streamsPredict: false,
     registerRoutes(app, endpoint) {
+      servedModel = () => servedModelId(endpoint.info());
       // A chat endpoint on the same server answers /v1/models already.
       if (app.hasRoute({ method: "GET", url: "/v1/models" })) return;
       app.get("/v1/models", async () => ({
@@ -62,7 +65,7 @@ export function openAIEmbeddingSpec(options: OpenAIEmbeddingSpecOptions = {}): S
     },
     parseRequest: (body) => parseEmbeddingRequest(body, maxInputs),
     async respond(request, outputs, ctx) {
-      for await (const output of outputs) return { kind: "json", body: embeddingBody(request, output, ctx) };
+      for await (const output of outputs) return { kind: "json", body: embeddingBody(request, output, ctx, servedModel) };
       throw new Error("predict produced no output");
     },
     formatError: openAIErrorBody,
@@ -129,7 +132,7 @@ function parseInput(input: unknown, maxInputs: number): (string | number[])[] {
   return items as (string | number[])[];
 }
 
-function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, ctx: RequestContext) {
+function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, ctx: RequestContext, servedModel: () => string) {
   if (!Array.isArray(output?.embeddings) || output.embeddings.length !== request.input.length) {
     throw new Error(`the API answered ${output?.embeddings?.length ?? "no"} embeddings for ${request.input.length} inputs`);
   }
@@ -141,7 +144,7 @@ function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, ctx: 
       index,
       embedding: encode(shorten(vector, request.dimensions), request.encodingFormat),
     })),
-    model: request.model || (typeof served === "string" ? served : "model"),
+    model: request.model || (typeof served === "string" ? served : servedModel()),
     usage: { prompt_tokens: output.promptTokens, total_tokens: output.promptTokens },
   };
 }

@@ -52,7 +52,13 @@ export async function registerMcpRoute(app: FastifyInstance, endpoints: Endpoint
     await server.connect(transport);
     await transport.handleRequest(request.raw, reply.raw, request.body);
   }
-  app.route({ method: ["GET", "POST", "DELETE"], url: MCP_PATH, handler: handle });
+  app.post(MCP_PATH, handle);
+  // Stateless: no server-initiated stream to open (GET) and no session to end (DELETE). A GET stream would be held
+  // open by a transport nothing ever writes to; the SDK's client takes 405 as "no stream" and goes on.
+  const notAllowed = (_request: FastifyRequest, reply: FastifyReply) =>
+    reply.code(405).header("allow", "POST").send({ jsonrpc: "2.0", error: { code: -32000, message: "Method not allowed: this MCP server is stateless; POST /mcp" }, id: null });
+  app.get(MCP_PATH, notAllowed);
+  app.delete(MCP_PATH, notAllowed);
 }
 
 /** The tool's input schema: the endpoint's own, the API's requestSchema, or any object. */

@@ -77,7 +77,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("endpoint", "mcp", { kind: "value", default: "off", doc: "`{ name, description }`: also expose the endpoint as a tool on `/mcp` (Model Context Protocol, streamable HTTP)" }),
   option("endpoint", "resourceLimits", { kind: "value", default: "none", doc: "worker heap limits (`maxOldGenerationSizeMb`, …); a worker past them is replaced" }),
   // app: what `batchwise serve classifier|chat` serves
-  option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path" }),
+  option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path; `serve embeddings` needs one" }),
   option("app", "precision", { kind: "enum", values: PRECISION_CHOICES, default: "auto", doc: "weights and compute precision; auto: the fastest the provider runs" }),
   option("app", "mcp", { kind: "boolean", default: "false", doc: "`serve classifier|embeddings`: also expose the endpoint as a tool on `/mcp`", env: false }),
   option("app", "labels", { kind: "enum", values: ["cat-dog", "imagenet"], default: "cat-dog", doc: "classifier: the seed's Cat/Dog/Other, or ImageNet top-5" }),
