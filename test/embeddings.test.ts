@@ -1,6 +1,8 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { EmbeddingAPI, embeddingModel, type EmbeddingInput } from "../src/embeddings/embeddings.js";
 import { TOKENS_PER_RUN } from "../src/embeddings/embedding-model.js";
@@ -176,5 +178,49 @@ describe("the embedding API in-process (what a worker runs)", () => {
       if (i % 3 === 1) expect(Math.abs(1 - cosine(v, sentence))).toBeLessThan(1e-5);
       else expect(cosine(v, sentence)).toBeLessThan(0.9999);
     });
+  });
+});
+
+describe("batchwise serve embeddings", () => {
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+
+  it("serves --model on /v1/embeddings, exposed as an MCP tool with --mcp", async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ["dist/cli.js", "serve", "embeddings", "--model", MODEL, "--mcp"], {
+      env: { ...process.env, PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let log = "";
+    child.stderr!.on("data", (c) => (log += c));
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      for (let i = 0; i < 120 && !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const cli = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
+      const response = await cli.embeddings.create({ model: MODEL, input: ["a silver cat", "the sea"], encoding_format: "float" });
+      expect(response.data.map((d) => d.embedding.length)).toEqual([64, 64]);
+      const mcp = await fetch(`${base}/mcp`, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+      });
+      expect(((await mcp.json()) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name)).toEqual(["embed"]);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    expect(log).toContain("serving /v1/embeddings");
+  }, 120_000);
+
+  it("without --model it says what to pass", () => {
+    const result = spawnSync(process.execPath, ["dist/cli.js", "serve", "embeddings"], { encoding: "utf8", env: { ...process.env, PORT: "0" } });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/needs --model ID_OR_PATH/);
   });
 });
