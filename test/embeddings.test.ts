@@ -106,7 +106,8 @@ describe("the openai client's embeddings.create", () => {
     const [other] = await embed(ids.slice(0, 4));
     expect(cosine(fromIds.embedding, other.embedding)).toBeLessThan(0.9999);
     const both = await post({ input: [ids, ids.slice(0, 4)], encoding_format: "float" });
-    const body = (await both.json()) as { data: { embedding: number[] }[]; usage: { prompt_tokens: number } };
+    const body = (await both.json()) as { data: { embedding: number[] }[]; usage: { prompt_tokens: number }; model: string };
+    expect(body.model).toBe(MODEL); // no `model` sent: the served model's id
     expect(body.data).toHaveLength(2);
     expect(body.usage.prompt_tokens).toBe(ids.length + 4);
     expect(Math.abs(1 - cosine(body.data[1].embedding, other.embedding))).toBeLessThan(1e-5);

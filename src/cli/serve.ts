@@ -74,6 +74,20 @@ const CLASSIFIER_TOOL = {
   },
 };
 
+/** The embedding model as an MCP tool: the arguments are an OpenAI embeddings request. */
+const EMBEDDINGS_TOOL = {
+  name: "embed",
+  description: 'Embed texts as unit vectors. Arguments: {"input": "text" or ["text", …], "dimensions"?: N}. Answers OpenAI\'s embeddings list.',
+  inputSchema: {
+    type: "object",
+    properties: {
+      input: { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] },
+      dimensions: { type: "integer", minimum: 1 },
+    },
+    required: ["input"],
+  },
+};
+
 async function serveEmbeddings(model: string | undefined, precision: PrecisionChoice, mcp: boolean, given: Partial<ServerOptions>) {
   if (!model) throw new Error("batchwise serve embeddings needs --model ID_OR_PATH (e.g. --model aidreams260K)");
   const { embeddingModel, EMBEDDING_SERVING_DEFAULTS: preset, openAIEmbeddingSpec } = await import("../embeddings/index.js");
@@ -84,7 +98,7 @@ async function serveEmbeddings(model: string | undefined, precision: PrecisionCh
     batchTimeout: preset.batchTimeout,
     workersPerDevice: preset.workers,
     idempotent: preset.idempotent,
-    ...(mcp ? { mcp: { name: "embed", description: 'Embed texts. Arguments: {"input": "text" | ["text", …]}. Answers OpenAI\'s embeddings list.' } } : {}),
+    ...(mcp ? { mcp: EMBEDDINGS_TOOL } : {}),
     ...given,
   };
   printConfig("embeddings", config, { model, precision });

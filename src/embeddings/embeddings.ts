@@ -16,7 +16,6 @@ import { fileURLToPath } from "node:url";
 import type { PreTrainedTokenizer } from "@huggingface/transformers";
 import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext } from "../api.js";
 import { loadTokenizer, resolveModel, type ResolvedModel } from "../apps/chat-model.js";
-import { SERVED_MODEL_STATE } from "../apps/chat-types.js";
 import type { EmbeddingOutput, EmbeddingRequest } from "../openai/embeddings-spec.js";
 import { EmbeddingModel, readModelShape, type ModelShape } from "./embedding-model.js";
 
@@ -87,7 +86,6 @@ export class EmbeddingAPI extends ModelAPI<EmbeddingRequest, EmbeddingInput, Flo
       return Int32Array.from(ids);
     });
     ctx.state[PROMPT_TOKENS_STATE] = rows.reduce((sum, row) => sum + row.length, 0);
-    ctx.state[SERVED_MODEL_STATE] = this.model.id;
     return { rows };
   }
 

@@ -14,8 +14,6 @@
  * const { data } = await client.embeddings.create({ model: "aidreams260K", input: ["a dream", "a cat"] });
  * ```
  */
-import type { RequestContext } from "../api.js";
-import { SERVED_MODEL_STATE } from "../apps/chat-types.js";
 import type { Spec } from "../server/spec.js";
 import { InvalidRequestError, openAIErrorBody } from "../specs/openai.js";
 
@@ -48,7 +46,7 @@ const FIELDS = new Set(["input", "model", "encoding_format", "dimensions", "user
 
 export function openAIEmbeddingSpec(options: OpenAIEmbeddingSpecOptions = {}): Spec<EmbeddingRequest, EmbeddingOutput> {
   const maxInputs = options.maxInputs ?? 2048;
-  // The served model's id (for answers to requests without `model` whose API does not name it); known once routes exist.
+  // The served model's id, answered to requests that name none (the endpoint's /info knows it once routes exist).
   let servedModel = () => "model";
   return {
     name: "openai-embeddings",
@@ -64,8 +62,8 @@ export function openAIEmbeddingSpec(options: OpenAIEmbeddingSpecOptions = {}): S
       }));
     },
     parseRequest: (body) => parseEmbeddingRequest(body, maxInputs),
-    async respond(request, outputs, ctx) {
-      for await (const output of outputs) return { kind: "json", body: embeddingBody(request, output, ctx, servedModel) };
+    async respond(request, outputs) {
+      for await (const output of outputs) return { kind: "json", body: embeddingBody(request, output, servedModel) };
       throw new Error("predict produced no output");
     },
     formatError: openAIErrorBody,
@@ -132,11 +130,10 @@ function parseInput(input: unknown, maxInputs: number): (string | number[])[] {
   return items as (string | number[])[];
 }
 
-function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, ctx: RequestContext, servedModel: () => string) {
+function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, servedModel: () => string) {
   if (!Array.isArray(output?.embeddings) || output.embeddings.length !== request.input.length) {
     throw new Error(`the API answered ${output?.embeddings?.length ?? "no"} embeddings for ${request.input.length} inputs`);
   }
-  const served = ctx.state[SERVED_MODEL_STATE];
   return {
     object: "list",
     data: output.embeddings.map((vector, index) => ({
@@ -144,7 +141,7 @@ function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, ctx: 
       index,
       embedding: encode(shorten(vector, request.dimensions), request.encodingFormat),
     })),
-    model: request.model || (typeof served === "string" ? served : servedModel()),
+    model: request.model || servedModel(),
     usage: { prompt_tokens: output.promptTokens, total_tokens: output.promptTokens },
   };
 }
