@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelAPI } from "../src/api.js";
 import { imageClassifier } from "../src/apps/image-classifier.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
+import { openAISpec } from "../src/specs/openai.js";
+import { abortRecordingTokenApi } from "./fixtures/token-api.js";
 import { image } from "./helpers/paths.js";
 
 // Endpoints as MCP tools, called with the SDK's own client over the streamable HTTP transport: the classifier in a
@@ -54,6 +56,13 @@ beforeAll(async () => {
       { api: new EchoAPI(), path: "/echo", workersPerDevice: 0, mcp: { name: "echo", description: "Echo a text" } },
       { api: new PlainAPI(), path: "/plain", workersPerDevice: 0, mcp: { name: "plain" } },
       { api: new PlainAPI(), path: "/hidden", workersPerDevice: 0 },
+      {
+        api: abortRecordingTokenApi({ abortLog: "/dev/null", intervalMs: 1 }),
+        spec: openAISpec(),
+        maxBatchSize: 4,
+        workersPerDevice: 1,
+        mcp: { name: "chat", description: "An OpenAI chat completion" },
+      },
     ],
     apiKey: KEY,
     port: 0,
@@ -73,7 +82,7 @@ type Predictions = { predictions: { label: string; probability: number }[] };
 describe("endpoints as MCP tools", () => {
   it("lists one tool per endpoint with the mcp option, with the API's requestSchema as its input schema", async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(["classify_image", "echo", "plain"]);
+    expect(tools.map((t) => t.name).sort()).toEqual(["chat", "classify_image", "echo", "plain"]);
     expect(tools.find((t) => t.name === "echo")).toMatchObject({
       description: "Echo a text",
       inputSchema: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
@@ -105,6 +114,20 @@ describe("endpoints as MCP tools", () => {
     const batches = (await batchCount()) - before;
     expect(batches).toBeGreaterThanOrEqual(1);
     expect(batches).toBeLessThanOrEqual(6);
+  });
+
+  it("a streaming spec's tool: the chat completion's JSON, or its SSE stream joined into the text", async () => {
+    const messages = [{ role: "user", content: "hi" }];
+    const json = await client.callTool({ name: "chat", arguments: { messages, max_tokens: 4 } });
+    expect(json.structuredContent).toMatchObject({ object: "chat.completion", usage: { completion_tokens: 4 } });
+    const streamed = await client.callTool({ name: "chat", arguments: { messages, max_tokens: 4, stream: true } });
+    const text = (streamed.content as { text: string }[])[0].text;
+    expect(text).toMatch(/^data: \{"id":"chatcmpl-/);
+    expect(text.trimEnd()).toMatch(/data: \[DONE\]$/);
+    const refused = await client.callTool({ name: "chat", arguments: { messages, logit_bias: { "1": 5 } } });
+    expect(refused.isError).toBe(true);
+    // The chat spec's own error shape (OpenAI's), as its HTTP answer would carry.
+    expect(JSON.parse((refused.content as { text: string }[])[0].text).error).toMatchObject({ param: "logit_bias", type: "invalid_request_error" });
   });
 
   it("a bad image is a tool error carrying the HTTP error body, not a crash", async () => {
