@@ -124,7 +124,9 @@ describe("bad inputs are 400s naming the field", () => {
     ["a negative token id", { input: [[1, -2]] }, /token ids/, "input[0]"],
     ["a token id outside the vocabulary", { input: [1, 600] }, /token id 600; this model's vocabulary has 512/, null],
     ["more inputs than maxInputs", { input: Array(9).fill("a") }, /holds 9 items; at most 8 per request \(maxInputs\)/, "input"],
-    ["a text longer than the context", { input: "dream ".repeat(200) }, /tokens; at most 128 per input \(maxTokens\)/, null],
+    ["a text longer than the context (tokenized in the worker)", { input: ["a", "dream ".repeat(200)] }, /'input\[1\]' is \d+ tokens; at most 128 per input \(maxTokens\)/, null],
+    ["a text too long to tokenize", { input: "x".repeat(128 * 32 + 1) }, /4097 characters; at most 128 tokens per input \(maxTokens\)/, null],
+    ["token ids longer than the context", { input: Array(129).fill(5) }, /'input' is 129 tokens; at most 128/, null],
     ["an unknown encoding_format", { input: "x", encoding_format: "int8" }, /encoding_format/, "encoding_format"],
     ["dimensions 0", { input: "x", dimensions: 0 }, /'dimensions' must be an integer/, "dimensions"],
     ["a body that is not an object", ["x"], /JSON object/, null],
@@ -138,15 +140,17 @@ describe("bad inputs are 400s naming the field", () => {
     if (param !== null) expect(error.param).toBe(param);
   });
 
-  it("the server still answers after every refusal", async () => {
+  it("the server still answers after every refusal; a text refused in the worker fails only its own request", async () => {
     expect((await embed(SHORT))[0].embedding).toHaveLength(64);
+    const bodies = [{ input: SENTENCE }, { input: "dream ".repeat(200) }, { input: [SHORT, LONG] }, { input: "dream ".repeat(150) }];
+    const statuses = await Promise.all(bodies.map(async (body) => (await post(body)).status));
+    expect(statuses).toEqual([200, 400, 200, 400]);
   });
 });
 
 describe("the embedding API in-process (what a worker runs)", () => {
   const device = { accelerator: "cpu" as const, index: 0, threads: 1, id: "cpu" };
-  const ctx = () => ({ signal: new AbortController().signal, headers: {}, state: {} as Record<string, unknown> });
-  const decode = (api: EmbeddingAPI, input: string[]) => api.decodeRequest({ input, model: "", encodingFormat: "float" }, ctx());
+  const decode = (api: EmbeddingAPI, input: string[]) => api.decodeRequest({ input, model: "", encodingFormat: "float" });
 
   it.each(["aidreams260K", "tiny-random-llama"])("%s: the LM head is cut off, leaving the hidden states as the only output", async (model) => {
     const bytes = exposeHiddenStates(readFileSync(path.join(modelsDir, model, "onnx", "model.onnx")));
@@ -158,12 +162,13 @@ describe("the embedding API in-process (what a worker runs)", () => {
   it.each(["aidreams260K", "tiny-random-llama"])("%s: several requests in one predict give each request the vectors it gets alone", async (model) => {
     const api = new EmbeddingAPI({ model });
     await api.setup(device);
-    const requests: EmbeddingInput[] = [await decode(api, [SENTENCE, SHORT]), await decode(api, [LONG]), await decode(api, [SHORT, LONG, SENTENCE])];
+    const requests: EmbeddingInput[] = [decode(api, [SENTENCE, SHORT]), decode(api, [LONG]), decode(api, [SHORT, LONG, SENTENCE])];
     const together = await api.predict(requests);
     for (let r = 0; r < requests.length; r++) {
       const [alone] = await api.predict([requests[r]]);
-      expect(together[r]).toHaveLength(requests[r].rows.length);
-      together[r].forEach((v, i) => expect(Math.abs(1 - cosine(v, alone[i]))).toBeLessThan(1e-5));
+      expect(together[r].vectors).toHaveLength(requests[r].items.length);
+      expect(together[r].promptTokens).toBe(alone.promptTokens);
+      together[r].vectors.forEach((v, i) => expect(Math.abs(1 - cosine(v, alone.vectors[i]))).toBeLessThan(1e-5));
     }
   });
 
@@ -171,10 +176,9 @@ describe("the embedding API in-process (what a worker runs)", () => {
     const api = new EmbeddingAPI({ model: MODEL });
     await api.setup(device);
     const texts = Array.from({ length: 120 }, (_, i) => (i % 3 === 0 ? SHORT : i % 3 === 1 ? SENTENCE : `${LONG} ${LONG}`));
-    const input = await decode(api, texts);
-    expect(input.rows.reduce((n, r) => n + r.length, 0)).toBeGreaterThan(TOKENS_PER_RUN);
-    const [vectors] = await api.predict([input]);
-    const [[sentence]] = await api.predict([await decode(api, [SENTENCE])]);
+    const [{ vectors, promptTokens }] = await api.predict([decode(api, texts)]);
+    expect(promptTokens).toBeGreaterThan(TOKENS_PER_RUN);
+    const [{ vectors: [sentence] }] = await api.predict([decode(api, [SENTENCE])]);
     vectors.forEach((v, i) => {
       if (i % 3 === 1) expect(Math.abs(1 - cosine(v, sentence))).toBeLessThan(1e-5);
       else expect(cosine(v, sentence)).toBeLessThan(0.9999);

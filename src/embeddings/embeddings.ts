@@ -3,9 +3,12 @@
  * exported for feature extraction, or a causal LM whose LM head is cut off — see hidden-states.ts), mean-pooled and
  * L2-normalised.
  *
- * decodeRequest (main thread) tokenizes with the model's own tokenizer: the limits (tokens per input, token ids inside
- * the vocabulary, `dimensions` within the model's size) are then 400s before anything is queued, and the usage block
- * counts real tokens. Inputs of many requests share one batch in the worker (every input of every request is one row).
+ * The main thread only validates what costs nothing (`dimensions` against the model's size, token-id inputs against
+ * the vocabulary and `maxTokens`, a text's length in characters against what `maxTokens` tokens can hold). The worker
+ * owns the tokenizer and the model: tokenizing a request of 2048 texts is real CPU time, and on the main thread it
+ * would stall every other client's I/O (the chat app tokenizes in its worker for the same reason). A text that turns
+ * out longer than `maxTokens` is a 400 from there: the batch is re-run item by item, so only its own request fails.
+ * Inputs of many requests share one batch: every input of every request is one row.
  *
  * @example
  * ```ts
@@ -14,7 +17,7 @@
  */
 import { fileURLToPath } from "node:url";
 import type { PreTrainedTokenizer } from "@huggingface/transformers";
-import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice, type RequestContext } from "../api.js";
+import { BadRequestError, ModelAPI, type ApiSource, type Device, type PrecisionChoice } from "../api.js";
 import { loadTokenizer, resolveModel, type ResolvedModel } from "../apps/chat-model.js";
 import type { EmbeddingOutput, EmbeddingRequest } from "../openai/embeddings-spec.js";
 import { EmbeddingModel, readModelShape, type ModelShape } from "./embedding-model.js";
@@ -28,19 +31,25 @@ export interface EmbeddingOptions {
   maxTokens?: number;
 }
 
-/** One request's inputs as token ids, one row each (what crosses to the worker). */
+/** One request's inputs as they cross to the worker: texts, or token ids already checked. */
 export interface EmbeddingInput {
-  rows: Int32Array[];
+  items: (string | Int32Array)[];
 }
 
-/** `ctx.state` key: the tokens a request's inputs counted (decodeRequest), for encodeResponse's usage. */
-const PROMPT_TOKENS_STATE = "embeddingPromptTokens";
+/** What the worker answers per request: a unit vector per input, and the tokens it read. */
+export interface EmbeddingVectors {
+  vectors: Float32Array[];
+  promptTokens: number;
+}
 
-export class EmbeddingAPI extends ModelAPI<EmbeddingRequest, EmbeddingInput, Float32Array[], EmbeddingOutput> {
+/** More characters than any tokenizer packs into one token on real text (the chat app's bound). */
+const MAX_CHARACTERS_PER_TOKEN = 32;
+
+export class EmbeddingAPI extends ModelAPI<EmbeddingRequest, EmbeddingInput, EmbeddingVectors, EmbeddingOutput> {
   private readonly model: ResolvedModel & { folder: string };
   private readonly shape: ModelShape;
   private readonly maxTokens: number;
-  private tokenizer: Promise<PreTrainedTokenizer> | null = null;
+  private tokenizer: PreTrainedTokenizer | null = null;
   private embedder: EmbeddingModel | null = null;
 
   constructor(private readonly options: EmbeddingOptions) {
@@ -57,6 +66,7 @@ export class EmbeddingAPI extends ModelAPI<EmbeddingRequest, EmbeddingInput, Flo
 
   override async setup(device: Device): Promise<void> {
     const precision = this.options.precision ?? "auto";
+    this.tokenizer = await loadTokenizer(this.model, false);
     this.embedder = await EmbeddingModel.open(this.model.folder, precision, device);
     this.info = {
       ...this.info,
@@ -68,37 +78,55 @@ export class EmbeddingAPI extends ModelAPI<EmbeddingRequest, EmbeddingInput, Flo
     };
   }
 
-  override async decodeRequest(request: EmbeddingRequest, ctx: RequestContext): Promise<EmbeddingInput> {
+  override decodeRequest(request: EmbeddingRequest): EmbeddingInput {
     const { hiddenSize, vocabSize } = this.shape;
     if (request.dimensions !== undefined && request.dimensions > hiddenSize) {
       throw new BadRequestError(`'dimensions' is ${request.dimensions}; this model's embeddings have ${hiddenSize}`, "invalid_request");
     }
-    this.tokenizer ??= loadTokenizer(this.model, false);
-    const tokenizer = await this.tokenizer;
-    const where = (i: number) => (request.input.length > 1 ? `input[${i}]` : "input");
-    const rows = request.input.map((item, i) => {
-      const ids = typeof item === "string" ? tokenizer.encode(item) : item;
-      if (ids.length > this.maxTokens) {
-        throw new BadRequestError(`'${where(i)}' is ${ids.length} tokens; at most ${this.maxTokens} per input (maxTokens)`, "context_length_exceeded");
+    const items = request.input.map((item, i) => {
+      const where = request.input.length > 1 ? `input[${i}]` : "input";
+      if (typeof item === "string") {
+        if (item.length > this.maxTokens * MAX_CHARACTERS_PER_TOKEN) {
+          throw new BadRequestError(`'${where}' is ${item.length} characters; at most ${this.maxTokens} tokens per input (maxTokens)`, "context_length_exceeded");
+        }
+        return item;
       }
-      const outside = ids.find((id) => id >= vocabSize);
-      if (outside !== undefined) throw new BadRequestError(`'${where(i)}' has token id ${outside}; this model's vocabulary has ${vocabSize}`, "invalid_request");
-      return Int32Array.from(ids);
+      this.checkLength(item.length, where);
+      const outside = item.find((id) => id >= vocabSize);
+      if (outside !== undefined) throw new BadRequestError(`'${where}' has token id ${outside}; this model's vocabulary has ${vocabSize}`, "invalid_request");
+      return Int32Array.from(item);
     });
-    ctx.state[PROMPT_TOKENS_STATE] = rows.reduce((sum, row) => sum + row.length, 0);
-    return { rows };
+    return { items };
   }
 
   /** Every input of every request is one row; the model runs them together and the vectors go back per request. */
-  override async predict(batch: EmbeddingInput[]): Promise<Float32Array[][]> {
-    if (!this.embedder) throw new Error("setup() has not run");
-    const vectors = await this.embedder.embed(batch.flatMap((input) => input.rows));
+  override async predict(batch: EmbeddingInput[]): Promise<EmbeddingVectors[]> {
+    if (!this.embedder || !this.tokenizer) throw new Error("setup() has not run");
+    const tokenizer = this.tokenizer;
+    const rows = batch.map((input) =>
+      input.items.map((item, i) => {
+        if (typeof item !== "string") return item;
+        const ids = tokenizer.encode(item);
+        this.checkLength(ids.length, input.items.length > 1 ? `input[${i}]` : "input");
+        return ids;
+      }),
+    );
+    const vectors = await this.embedder.embed(rows.flat());
     let next = 0;
-    return batch.map((input) => vectors.slice(next, (next += input.rows.length)));
+    return rows.map((request) => ({
+      vectors: vectors.slice(next, (next += request.length)),
+      promptTokens: request.reduce((sum, row) => sum + row.length, 0),
+    }));
   }
 
-  override encodeResponse(output: Float32Array[], ctx: RequestContext): EmbeddingOutput {
-    return { embeddings: output, promptTokens: ctx.state[PROMPT_TOKENS_STATE] as number };
+  override encodeResponse(output: EmbeddingVectors): EmbeddingOutput {
+    return { embeddings: output.vectors, promptTokens: output.promptTokens };
+  }
+
+  private checkLength(tokens: number, where: string): void {
+    if (tokens > this.maxTokens) {
+      throw new BadRequestError(`'${where}' is ${tokens} tokens; at most ${this.maxTokens} per input (maxTokens)`, "context_length_exceeded");
+    }
   }
 }
 
