@@ -13,7 +13,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Cancellation, requestContext } from "./cancellation.js";
 import type { Endpoint } from "./endpoint.js";
-import { toHttpError } from "./errors.js";
+import { clean, toHttpError } from "./errors.js";
 import type { SpecResponse } from "./spec.js";
 
 export const MCP_PATH = "/mcp";
@@ -49,8 +49,15 @@ export async function registerMcpRoute(app: FastifyInstance, endpoints: Endpoint
       void transport.close();
       void server.close();
     });
-    await server.connect(transport);
-    await transport.handleRequest(request.raw, reply.raw, request.body);
+    try {
+      await server.connect(transport);
+      await transport.handleRequest(request.raw, reply.raw, request.body);
+    } catch (error) {
+      // The reply is hijacked: fastify's error handler cannot answer any more, so a failure is answered here.
+      const res = reply.raw;
+      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32603, message: `Internal error: ${clean((error as Error)?.message ?? String(error))}` }, id: null }));
+    }
   }
   app.post(MCP_PATH, handle);
   // Stateless: no server-initiated stream to open (GET) and no session to end (DELETE). A GET stream would be held
