@@ -163,7 +163,9 @@ describe("endpoints as MCP tools", () => {
     expect(result.structuredContent).toEqual({ echo: "still here" });
   });
 
-  it("an invalid tool name is refused when the server is built", async () => {
+  it("an invalid or repeated tool name is refused when the server is built", async () => {
     await expect(createServer({ api: new PlainAPI(), workersPerDevice: 0, mcp: { name: "has space" }, log: false })).rejects.toThrow(/mcp must be/);
+    const twice = { api: new PlainAPI(), workersPerDevice: 0, mcp: { name: "same" } };
+    await expect(createServer({ endpoints: [{ ...twice, path: "/a" }, { ...twice, path: "/b" }], log: false })).rejects.toThrow(/share an MCP tool name/);
   });
 });

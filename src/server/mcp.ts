@@ -14,6 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Cancellation, requestContext } from "./cancellation.js";
 import type { Endpoint } from "./endpoint.js";
 import { clean, toHttpError } from "./errors.js";
+import { OptionError } from "./options.js";
 import type { SpecResponse } from "./spec.js";
 
 export const MCP_PATH = "/mcp";
@@ -22,7 +23,9 @@ const MCP_SERVER_VERSION = "1";
 
 /** Register `/mcp` when at least one endpoint has the `mcp` option. */
 export async function registerMcpRoute(app: FastifyInstance, endpoints: Endpoint[]): Promise<void> {
-  const tools = new Map(endpoints.filter((e) => e.config.mcp).map((e) => [e.config.mcp!.name, e]));
+  const named = endpoints.filter((e) => e.config.mcp);
+  const tools = new Map(named.map((e) => [e.config.mcp!.name, e]));
+  if (tools.size !== named.length) throw new OptionError(`Two endpoints share an MCP tool name: ${named.map((e) => e.config.mcp!.name).join(", ")}`);
   if (tools.size === 0) return;
   const [{ Server }, { StreamableHTTPServerTransport }, { CallToolRequestSchema, ListToolsRequestSchema, ErrorCode, McpError }] = await Promise.all([
     import("@modelcontextprotocol/sdk/server/index.js"),

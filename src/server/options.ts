@@ -74,12 +74,12 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("endpoint", "maxQueueSize", { kind: "integer", min: 1, default: "1024", doc: "requests queued or decoding; beyond it, 503 with Retry-After before the body is decoded" }),
   option("endpoint", "predictTimeout", { kind: "number", min: 0, exclusive: true, default: "none", doc: "seconds a worker may take per batch (per output when streaming) before it is replaced; its requests get 504" }),
   option("endpoint", "idempotent", { kind: "boolean", default: "false", doc: "predict may run twice for one request: load balancers may retry it, and a request whose worker died is retried once" }),
-  option("endpoint", "mcp", { kind: "value", default: "off", doc: "`{ name, description }`: also expose the endpoint as a tool on `/mcp` (Model Context Protocol, streamable HTTP)" }),
+  option("endpoint", "mcp", { kind: "value", default: "off", doc: "`{ name, description, inputSchema? }`: also expose the endpoint as a tool on `/mcp` (Model Context Protocol, streamable HTTP; docs/mcp.md)" }),
   option("endpoint", "resourceLimits", { kind: "value", default: "none", doc: "worker heap limits (`maxOldGenerationSizeMb`, …); a worker past them is replaced" }),
   // app: what `batchwise serve classifier|chat` serves
   option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path; `serve embeddings` needs one" }),
   option("app", "precision", { kind: "enum", values: PRECISION_CHOICES, default: "auto", doc: "weights and compute precision; auto: the fastest the provider runs" }),
-  option("app", "mcp", { kind: "boolean", default: "false", doc: "`serve classifier|embeddings`: also expose the endpoint as a tool on `/mcp`", env: false }),
+  option("app", "mcp", { kind: "boolean", default: "false", doc: "`serve classifier` and `serve embeddings`: also expose the endpoint as a tool on `/mcp`", env: false }),
   option("app", "labels", { kind: "enum", values: ["cat-dog", "imagenet"], default: "cat-dog", doc: "classifier: the seed's Cat/Dog/Other, or ImageNet top-5" }),
 ];
 

@@ -96,8 +96,6 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
   registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
   registerEndpointRoutes(app, endpoints, metrics, state);
-  const toolNames = endpoints.flatMap((e) => (e.config.mcp ? [e.config.mcp.name] : []));
-  if (new Set(toolNames).size !== toolNames.length) throw new OptionError(`Two endpoints share an MCP tool name: ${toolNames.join(", ")}`);
   await registerMcpRoute(app, endpoints);
   const info = () => ({
     name: "batchwise",
