@@ -223,6 +223,12 @@ describe("batchwise serve embeddings", () => {
     expect(log).toContain("serving /v1/embeddings");
   }, 120_000);
 
+  it("a model that is not there fails the server's creation, naming where it looked", async () => {
+    await expect(createServer({ api: embeddingModel({ model: "no-such-model" }), spec: openAIEmbeddingSpec(), log: false })).rejects.toThrow(
+      /Embedding model "no-such-model" not found: looked for a folder with config.json/,
+    );
+  });
+
   it("without --model it says what to pass", () => {
     const result = spawnSync(process.execPath, ["dist/cli.js", "serve", "embeddings"], { encoding: "utf8", env: { ...process.env, PORT: "0" } });
     expect(result.status).not.toBe(0);

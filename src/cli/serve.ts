@@ -98,6 +98,8 @@ async function serveEmbeddings(model: string | undefined, precision: PrecisionCh
     batchTimeout: preset.batchTimeout,
     workersPerDevice: preset.workers,
     idempotent: preset.idempotent,
+    // Every character sent is tokenized in the worker: a body is bounded like chat's (2048 short texts fit easily).
+    maxPayloadSize: 1024 * 1024,
     ...(mcp ? { mcp: EMBEDDINGS_TOOL } : {}),
     ...given,
   };
