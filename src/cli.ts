@@ -4,10 +4,10 @@
  * when used (the chat model pulls in transformers.js, which the classifier does not need).
  */
 const usage = `Usage:
-  batchwise serve classifier|chat [--port N] [--host H] [--max-batch-size N] [--batch-timeout SECONDS]
+  batchwise serve classifier|chat|embeddings [--port N] [--host H] [--max-batch-size N] [--batch-timeout SECONDS]
                   [--workers N] [--threads-per-worker N] [--precision auto|fp32|fp16|bf16|int8]
                   [--accelerator auto|cpu|cuda|webgpu] [--model ID_OR_PATH] [--labels cat-dog|imagenet]
-                  [--timeout SECONDS] [--predict-timeout SECONDS] [--max-queue-size N] [--api-key KEY]
+                  [--timeout SECONDS] [--predict-timeout SECONDS] [--max-queue-size N] [--api-key KEY] [--mcp]
                   (env: PORT, BATCHWISE_HOST, BATCHWISE_API_KEY, BATCHWISE_MODELS_DIR)
   batchwise bench baseline|pipeline|api|suite|overhead|precision|llm|stream … [--json FILE]
   batchwise client predict IMAGE [--url URL]

@@ -30,6 +30,7 @@ describe("the packed package", () => {
 import { openAISpec, type OpenAISpecOptions } from "batchwise/openai";
 import { imageClassifier, ImageClassifierAPI, type ImageClassifierOptions } from "batchwise/classifier";
 import { chatModel, type ChatOptions } from "batchwise/chat";
+import { embeddingModel, openAIEmbeddingSpec, type EmbeddingOptions } from "batchwise/embeddings";
 import { runApiBench } from "batchwise/bench";
 
 export class Doubler extends ModelAPI<{ x: number }, number, number, { y: number }> {
@@ -46,7 +47,8 @@ export const options: ServerOptions = { api: Doubler, maxBatchSize: 8, spec: pla
 export const classifier: ImageClassifierOptions = { labels: "imagenet" };
 export const chat: ChatOptions = {};
 export const openai: OpenAISpecOptions = {};
-export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClassifierAPI, chatModel, runApiBench, OPTIONS.length];
+export const embeddings: EmbeddingOptions = { model: "aidreams260K" };
+export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClassifierAPI, chatModel, runApiBench, OPTIONS.length, embeddingModel, openAIEmbeddingSpec];
 `,
     );
     writeFileSync(
@@ -65,7 +67,7 @@ export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClas
   it("every entry point loads at run time; an internal path is not importable", () => {
     const loaded = node(`
       const names = {};
-      for (const entry of ["batchwise", "batchwise/openai", "batchwise/classifier", "batchwise/chat", "batchwise/bench"]) {
+      for (const entry of ["batchwise", "batchwise/openai", "batchwise/classifier", "batchwise/chat", "batchwise/embeddings", "batchwise/bench"]) {
         names[entry] = Object.keys(await import(entry)).length;
       }
       let internal;

@@ -2,3 +2,4 @@
 export { openAISpec, openAIErrorBody, type OpenAISpecOptions } from "./spec.js";
 export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "./spec.js";
 export { InvalidRequestError, UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, type ChatCompletionRequest, type CompletionRequest } from "./spec.js";
+export { openAIEmbeddingSpec, parseEmbeddingRequest, type EmbeddingOutput, type EmbeddingRequest, type OpenAIEmbeddingSpecOptions } from "./embeddings-spec.js";

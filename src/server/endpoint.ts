@@ -49,6 +49,16 @@ export interface EndpointOptions {
   idempotent?: boolean;
   /** Who may call this endpoint (after the server's apiKey); replaces the API's own `authorize`. */
   authorize?: Authorize;
+  /** Also expose this endpoint as a tool on `/mcp` (see mcp.ts). */
+  mcp?: McpToolOptions;
+}
+
+/** An endpoint as an MCP tool: its name, what it does (for the model choosing tools), and optionally its input schema. */
+export interface McpToolOptions {
+  name: string;
+  description?: string;
+  /** JSON Schema of the tool's arguments (the request body); default the API's `requestSchema`, else any object. */
+  inputSchema?: object;
 }
 
 /** EndpointOptions with every default applied (resolve-options.ts). */
@@ -71,6 +81,7 @@ export interface ResolvedEndpointConfig {
   resourceLimits?: ResourceLimits;
   predictTimeout?: number;
   authorize?: Authorize;
+  mcp?: McpToolOptions;
 }
 
 /** What an endpoint reports as it works (the server turns these into metrics). */
@@ -179,6 +190,7 @@ export class Endpoint {
       resourceLimits: options.resourceLimits,
       predictTimeout: options.predictTimeout,
       authorize: options.authorize ?? (instance.authorize ? (request) => instance.authorize!(request) : undefined),
+      mcp: checkMcp(options.mcp),
     };
     checkStreaming(instance, spec, options.spec === undefined);
     return new Endpoint(spec, instance, config, source, events, log, exposeErrors, extensions?.(path));
@@ -359,4 +371,14 @@ function checkStreaming(api: ModelAPI, spec: Spec, plain: boolean): void {
         : `The ${spec.name} spec streams predict, but ${name}.predict is an async method (one Promise): write it as \`async *predict\``,
     );
   }
+}
+
+/** MCP tool names are what a model calls: letters, digits, `_` and `-` (the MCP spec's advice), 1–64 of them. */
+function checkMcp(mcp: McpToolOptions | undefined): McpToolOptions | undefined {
+  if (mcp === undefined) return undefined;
+  if (mcp === null || typeof mcp !== "object" || typeof mcp.name !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(mcp.name)) {
+    throw new OptionError("mcp must be { name, description? } with a name of 1–64 letters, digits, _ or -");
+  }
+  if (mcp.description !== undefined && typeof mcp.description !== "string") throw new OptionError("mcp.description must be a string");
+  return { ...mcp };
 }

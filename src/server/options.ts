@@ -140,10 +140,12 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("endpoint", "predictTimeout", { kind: "number", min: 0, exclusive: true, doc: "seconds a worker may take per batch (per output when streaming) before it is replaced; its requests get 504" }),
   option("endpoint", "idempotent", { kind: "boolean", value: ENDPOINT_DEFAULTS.idempotent, doc: "predict may run twice for one request: load balancers may retry it, and a request whose worker died is retried once" }),
   option("endpoint", "authorize", { kind: "value", default: "the API's `authorize`", doc: "`(request) => boolean` deciding who may call this endpoint (after `apiKey`); replaces the API's own" }),
+  option("endpoint", "mcp", { kind: "value", default: "off", doc: "`{ name, description, inputSchema? }`: also expose the endpoint as a tool on `/mcp` (Model Context Protocol, streamable HTTP; docs/mcp.md)" }),
   option("endpoint", "resourceLimits", { kind: "value", default: "none", doc: "worker heap limits (`maxOldGenerationSizeMb`, …); a worker past them is replaced" }),
   // app: what `batchwise serve classifier|chat` serves
-  option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path" }),
+  option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path; `serve embeddings` needs one" }),
   option("app", "precision", { kind: "enum", values: PRECISION_CHOICES, value: "auto", doc: "weights and compute precision; auto: the fastest the provider runs" }),
+  option("app", "mcp", { kind: "boolean", value: false, doc: "`serve classifier` and `serve embeddings`: also expose the endpoint as a tool on `/mcp`", env: false }),
   option("app", "labels", { kind: "enum", values: ["cat-dog", "imagenet"], value: "cat-dog", doc: "classifier: the seed's Cat/Dog/Other, or ImageNet top-5" }),
 ];
 

@@ -7,6 +7,7 @@ import { registerCompression, registerPlugins, resolveHttps, type PluginEntry } 
 import { registerIndexRoute, VERSION } from "./index-route.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
+import { registerMcpRoute } from "./mcp.js";
 import { ServerMetrics } from "./metrics.js";
 import { registerDocs } from "./openapi.js";
 import { OptionError } from "./options.js";
@@ -82,6 +83,7 @@ export async function createServer(options: ServerOptions, sources: OptionSource
   await registerPlugins(app, config.plugins);
   registerIndexRoute(app, { endpoints, docs: config.docs });
   registerEndpointRoutes(app, endpoints, metrics, state, pipeline, log);
+  await registerMcpRoute(app, endpoints);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
