@@ -18,7 +18,7 @@ export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint
     for (const route of endpoint.routes) {
       app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply, state));
     }
-    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
+    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry, api: endpoint.api });
   }
 }
 
