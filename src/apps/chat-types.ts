@@ -32,7 +32,18 @@ export type MediaPart =
  * Output restricted by constrained decoding: any JSON object, or a value matching a JSON Schema (the supported
  * subset is checked by `compileSchema` in json-schema-constraint.ts).
  */
-export type OutputFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; schema: unknown };
+export type OutputFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; schema: unknown }
+  /** A forced tool call: one of these functions' names, then arguments matching its parameters (chat-tool-constraint.ts). */
+  | { type: "tool_call"; tools: ToolSpec[] };
+
+/** A function the model may call: its name and the JSON Schema of its arguments. */
+export interface ToolSpec {
+  name: string;
+  parameters?: unknown;
+}
 
 /** One request to the chat app: a conversation (chat) or raw prompts (completions). */
 export interface ChatRequest {

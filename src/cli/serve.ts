@@ -20,8 +20,9 @@ export async function runServe(argv: string[]) {
     return;
   }
   // Flags, then environment variables; what neither sets falls back to the app's serving preset below.
-  const { model, precision = "auto", labels = "cat-dog", ...given } = readCliOptions(values, [...SCOPES]) as ServerOptions & {
+  const { model, precision = "auto", labels = "cat-dog", chatTemplate, ...given } = readCliOptions(values, [...SCOPES]) as ServerOptions & {
     model?: string;
+    chatTemplate?: string;
     precision?: PrecisionChoice;
     labels?: "cat-dog" | "imagenet";
   };
@@ -44,7 +45,7 @@ export async function runServe(argv: string[]) {
       import("../specs/openai.js"),
     ]);
     const config: ServerOptions = {
-      api: chatModel({ model, precision }),
+      api: chatModel({ model, precision, ...(chatTemplate ? { chatTemplate } : {}) }),
       spec: openAISpec(),
       maxBatchSize: preset.maxBatchSize,
       batchTimeout: preset.batchTimeout,
@@ -54,7 +55,7 @@ export async function runServe(argv: string[]) {
       maxPayloadSize: 1024 * 1024,
       ...given,
     };
-    printConfig("chat", config, { model: model ?? "(hub default; offline use --model tiny-random-llama)", precision });
+    printConfig("chat", config, { model: model ?? "(hub default; offline use --model tiny-random-llama)", precision, chatTemplate });
     await serve(config);
   }
 }

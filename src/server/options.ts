@@ -79,6 +79,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("app", "model", { kind: "string", default: "mobilenetv2-12 / hub default", doc: "model id (a folder under `BATCHWISE_MODELS_DIR`) or path" }),
   option("app", "precision", { kind: "enum", values: PRECISION_CHOICES, default: "auto", doc: "weights and compute precision; auto: the fastest the provider runs" }),
   option("app", "labels", { kind: "enum", values: ["cat-dog", "imagenet"], default: "cat-dog", doc: "classifier: the seed's Cat/Dog/Other, or ImageNet top-5" }),
+  option("app", "chatTemplate", { kind: "enum", values: ["hermes"], default: "the tokenizer's", doc: "chat: a named chat template instead of the model's own; `hermes`: ChatML with Hermes/Qwen tool calls, parsed into `tool_calls`" }),
 ];
 
 export function declaration(name: string): OptionDeclaration {
