@@ -64,13 +64,9 @@ function message(choice: ChoiceState) {
   };
 }
 
-/** A step's tool-call fragments as `delta.tool_calls` entries. */
-const toolDeltas = (deltas: ToolCallDelta[]) =>
-  deltas.map((d) =>
-    d.id !== undefined || d.name !== undefined
-      ? { index: d.index, id: d.id, type: "function", function: { name: d.name, arguments: d.arguments } }
-      : { index: d.index, function: { arguments: d.arguments } },
-  );
+/** The opening entries of `delta.tool_calls`: id, type and name, arguments still "". */
+const openingDeltas = (deltas: ToolCallDelta[]) =>
+  deltas.map((d) => ({ index: d.index, id: d.id, type: "function", function: { name: d.name, arguments: "" } }));
 
 export async function streamChat(request: ChatCompletionRequest, steps: AsyncIterable<ChatOutput>, model: string): Promise<SpecResponse> {
   // Steps already waiting go out together, merged per choice: one chunk per choice per write.
@@ -95,12 +91,19 @@ export async function streamChat(request: ChatCompletionRequest, steps: AsyncIte
           choice.finishReason = step.finishReason ?? choice.finishReason;
           choice.usage = step.usage ?? choice.usage;
           if (!step.text && !step.toolCalls && choice.started) continue;
-          const delta: Record<string, unknown> = choice.started ? {} : { role: "assistant" };
+          let delta: Record<string, unknown> = choice.started ? {} : { role: "assistant" };
           if (step.text || !step.toolCalls) delta.content = step.text;
           else if (!choice.started) delta.content = null;
-          if (step.toolCalls) delta.tool_calls = toolDeltas(step.toolCalls);
           choice.started = true;
-          out += chunk(index, delta, null);
+          // OpenAI's chunking: a call opens with its id, type and name (arguments ""), its arguments follow.
+          const opening = (step.toolCalls ?? []).filter((d) => d.id !== undefined || d.name !== undefined);
+          if (opening.length > 0) {
+            out += chunk(index, { ...delta, tool_calls: openingDeltas(opening) }, null);
+            delta = {};
+          }
+          const args = (step.toolCalls ?? []).filter((d) => d.arguments !== "");
+          if (args.length > 0) delta.tool_calls = args.map((d) => ({ index: d.index, function: { arguments: d.arguments } }));
+          if (Object.keys(delta).length > 0) out += chunk(index, delta, null);
         }
         if (out) yield out;
       }
