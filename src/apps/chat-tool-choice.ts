@@ -43,7 +43,8 @@ export function toolsFor(template: unknown, request: ChatRequest, parsesCalls: b
   if (forced && tools.length === 0) throw new BadRequestError(`tool_choice ${JSON.stringify(choice)} needs 'tools'`, "invalid_request");
   if (tools.length === 0 || choice === "none") return {};
   if (!usesTools(template)) {
-    throw new BadRequestError("This model's chat template does not support tools: the request's 'tools' would be ignored", "unsupported_parameter");
+    const forcing = forced ? ` and tool_choice ${JSON.stringify(choice)} could not be honoured` : "";
+    throw new BadRequestError(`This model's chat template does not support tools: the request's 'tools' would be ignored${forcing}`, "unsupported_parameter");
   }
   if (!forced) return { tools, mode: parsesCalls ? "auto" : undefined };
   if (!parsesCalls) {
