@@ -137,6 +137,14 @@ describe("generated <tool_call> blocks, parsed as they stream", () => {
     expect(steps[3].finishReason).toBe("tool_calls");
   });
 
+  it("parallel_tool_calls false: the first block is a call, later ones stay text", () => {
+    const parser = new ToolCallParser("auto", 1);
+    const block = '<tool_call>{"name": "f", "arguments": {}}</tool_call>';
+    const step = parser.push({ text: block + block, finishReason: "stop", usage: { promptTokens: 1, completionTokens: 9 } });
+    expect(step.toolCalls).toHaveLength(1);
+    expect(step.text).toBe(block);
+  });
+
   it("a block that is not a call stays text, and so does an unterminated one", () => {
     const parser = new ToolCallParser("auto");
     const a = parser.push({ text: "<tool_call>not json</tool_call> and <tool_call>{" });

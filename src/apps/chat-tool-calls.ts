@@ -23,7 +23,8 @@ export class ToolCallParser {
   private inCall = false;
   private calls = 0;
 
-  constructor(private readonly mode: ToolMode) {}
+  /** `maxCalls`: 1 for `parallel_tool_calls: false` — blocks after the first call stay text. */
+  constructor(private readonly mode: ToolMode, private readonly maxCalls = Infinity) {}
 
   push(step: ChatStep): ChatStep {
     this.buffer += step.text;
@@ -71,7 +72,7 @@ export class ToolCallParser {
       const body = this.buffer.slice(0, end);
       this.buffer = this.buffer.slice(end + CLOSE.length);
       this.inCall = false;
-      const call = blockCall(body);
+      const call = this.calls < this.maxCalls ? blockCall(body) : null;
       if (call) deltas.push(this.delta(call.name, call.arguments));
       else text += OPEN + body + CLOSE;
     }

@@ -61,6 +61,8 @@ export interface ChatRequest {
   /** Tool definitions passed to the chat template (only when the template uses them). */
   tools?: unknown[];
   toolChoice?: unknown;
+  /** `parallel_tool_calls: false`: at most one tool call per answer. */
+  parallelToolCalls?: boolean;
   /** Choices per prompt (OpenAI's `n`), for an API that declares it; absent = 1. */
   n?: number;
   /** Fields the API declared it honours (`openai.accepts`) that the spec does not interpret, passed as sent. */

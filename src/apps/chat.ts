@@ -171,7 +171,7 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     const n = request.n ?? 1;
     if (request.prompts) return request.prompts.flatMap((prompt) => this.choices(this.sequence(request, prompt, limits), n));
     const tools = toolsFor(this.templateOf(tokenizer), request, this.template !== undefined);
-    if (tools.mode) ctx.state[TOOL_MODE_STATE] = tools.mode;
+    if (tools.mode) ctx.state[TOOL_MODE_STATE] = { mode: tools.mode, maxCalls: request.parallelToolCalls === false ? 1 : Infinity };
     const sequence = this.sequence(request, request.messages ?? [], limits, tools.tools);
     if (tools.format) sequence.format = tools.format;
     if (this.template) sequence.template = this.template;
@@ -275,13 +275,13 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
 
   /** A request with tools: generated `<tool_call>` blocks (or a forced call) become tool calls, per choice. */
   override encodeResponse(output: ChatOutput, ctx: RequestContext): ChatOutput {
-    const mode = ctx.state[TOOL_MODE_STATE] as ToolMode | undefined;
-    if (!mode) return output;
+    const tools = ctx.state[TOOL_MODE_STATE] as { mode: ToolMode; maxCalls: number } | undefined;
+    if (!tools) return output;
     const parsers = (ctx.state[TOOL_PARSERS_STATE] ??= new Map()) as Map<number, ToolCallParser>;
     const parse = (step: ChatStep) => {
       const index = step.index ?? 0;
       let parser = parsers.get(index);
-      if (!parser) parsers.set(index, (parser = new ToolCallParser(mode)));
+      if (!parser) parsers.set(index, (parser = new ToolCallParser(tools.mode, tools.maxCalls)));
       return parser.push(step);
     };
     return Array.isArray(output) ? output.map(parse) : parse(output);

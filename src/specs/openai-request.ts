@@ -61,6 +61,7 @@ export const UNSUPPORTED_CHAT: Record<string, unknown[]> = {
   prediction: [],
   web_search_options: [],
   reasoning_effort: [],
+  verbosity: [],
 };
 
 /** Completions fields that change the answer and are not implemented. */
@@ -118,6 +119,8 @@ export function parseChatRequest(body: unknown, accepts: OpenAIAccepts = NOTHING
   const n = parseN(body, accepts);
   const tools = body.tools;
   if (tools !== undefined && tools !== null && !Array.isArray(tools)) throw new InvalidRequestError("'tools' must be a list", "tools");
+  const parallel = body.parallel_tool_calls ?? undefined;
+  if (parallel !== undefined && typeof parallel !== "boolean") throw new InvalidRequestError("'parallel_tool_calls' must be a boolean", "parallel_tool_calls");
   const toolChoice = body.tool_choice ?? undefined;
   if (toolChoice !== undefined && !(typeof toolChoice === "string" || isObject(toolChoice))) {
     throw new InvalidRequestError("'tool_choice' must be a string or an object", "tool_choice");
@@ -130,6 +133,7 @@ export function parseChatRequest(body: unknown, accepts: OpenAIAccepts = NOTHING
     format: parseResponseFormat(body.response_format),
     tools: Array.isArray(tools) && tools.length > 0 ? tools : undefined,
     toolChoice,
+    ...(parallel === false ? { parallelToolCalls: false } : {}),
     ...(n > 1 ? { n } : {}),
     ...(extra ? { extra } : {}),
   };
