@@ -21,7 +21,7 @@ export interface ChatMessage {
 
 /**
  * An image or audio content part, decoded: a data URL's (or input_audio's base64) bytes and media type, as an
- * `Upload`-like object; or, only for an API that declares it fetches them, the http(s) URL to fetch.
+ * `Upload` (server/upload.ts); or, only for an API that declares it fetches them, the http(s) URL to fetch.
  */
 export type MediaPart =
   | { type: "image_url"; upload: { data: Buffer; contentType: string }; detail?: string }

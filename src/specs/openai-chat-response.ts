@@ -5,7 +5,7 @@
  * Several choices (`n`) are steps with an `index`; each chunk names its choice.
  */
 import type { RequestContext } from "../api.js";
-import type { ChatOutput, FinishReason, ToolCallDelta, TokenUsage } from "../apps/chat-types.js";
+import type { ChatOutput, ChatStep, FinishReason, ToolCallDelta, TokenUsage } from "../apps/chat-types.js";
 import { toHttpError } from "../server/errors.js";
 import type { SpecResponse } from "../server/spec.js";
 import type { ChatCompletionRequest } from "./openai-request.js";
@@ -85,7 +85,9 @@ export async function streamChat(request: ChatCompletionRequest, steps: AsyncIte
     try {
       for (let next = first; !next.done; next = await iterator.next()) {
         let out = "";
-        for (const step of mergeSteps(next.value.flatMap(stepsOf))) {
+        const run = next.value;
+        // A client that keeps up gets runs of one step: no merging to do.
+        for (const step of run.length === 1 && !Array.isArray(run[0]) ? (run as ChatStep[]) : mergeSteps(run.flatMap(stepsOf))) {
           const index = step.index ?? 0;
           const choice = (choices[index] ??= newChoice());
           choice.finishReason = step.finishReason ?? choice.finishReason;

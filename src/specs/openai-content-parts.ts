@@ -8,6 +8,7 @@
  * For an API that declares none of these (the chat app), any non-text part is a 400 naming it, as before.
  */
 import type { MediaPart } from "../apps/chat-types.js";
+import { Upload } from "../server/upload.js";
 import { InvalidRequestError, isObject } from "./openai-errors.js";
 
 /** What a content list becomes: its text parts joined, and its other parts in order. */
@@ -63,7 +64,7 @@ function imagePart(value: unknown, param: string, accepts: ReadonlySet<string>):
   const match = /^data:([\w.+-]+\/[\w.+-]+)(?:;[^,;]*)*;base64,/i.exec(value.url);
   if (!match) throw new InvalidRequestError(`'${param}.url' must be a base64 data URL (data:image/png;base64,…) or an http(s) URL`, `${param}.url`);
   const data = strictBase64(value.url.slice(match[0].length), `${param}.url`);
-  return { type: "image_url", upload: { data, contentType: match[1].toLowerCase() }, ...extra };
+  return { type: "image_url", upload: new Upload(data, match[1].toLowerCase()), ...extra };
 }
 
 function audioPart(value: unknown, param: string): MediaPart {
@@ -72,7 +73,7 @@ function audioPart(value: unknown, param: string): MediaPart {
   }
   const contentType = AUDIO_TYPES[value.format];
   if (!contentType) throw new InvalidRequestError(`'${param}.format' must be one of ${Object.keys(AUDIO_TYPES).join(", ")}`, `${param}.format`);
-  return { type: "input_audio", upload: { data: strictBase64(value.data, `${param}.data`), contentType }, format: value.format };
+  return { type: "input_audio", upload: new Upload(strictBase64(value.data, `${param}.data`), contentType), format: value.format };
 }
 
 /** Base64 (standard alphabet, padding optional) to bytes; anything else, or nothing, is a 400 naming the field. */

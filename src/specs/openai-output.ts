@@ -41,8 +41,9 @@ export async function* normalizeOutputs(outputs: AsyncIterable<unknown>, request
     const steps = (Array.isArray(value) ? value : [value]).map((item) => toStep(item, tallies));
     for (const step of steps) {
       if (step.usage) apiCounts = true;
+      if (apiCounts) continue;
       const tally = tallies.get(step.index ?? 0)!;
-      tally.text += step.text + (step.toolCalls ?? []).map((d) => d.arguments).join("");
+      tally.text += step.toolCalls ? step.text + step.toolCalls.map((d) => d.arguments).join("") : step.text;
       // Held back while it is unknown whether the API counts: the spec's last step carries it with the usage.
       if (step.finishReason && !step.usage && !apiCounts) {
         tally.finishReason = step.finishReason;
@@ -87,7 +88,9 @@ function toStep(item: unknown, tallies: Map<number, Tally>): ChatStep {
     return { text: "", index, toolCalls: [delta], ...finishAndUsage(item) };
   }
   if (item.text !== undefined && typeof item.text !== "string") throw new Error(`predict yielded a step whose text is ${describe(item.text)}`);
-  const step = { ...(item as unknown as ChatStep), text: (item.text as string | undefined) ?? "", index };
+  // A step as the chat app yields it is used as it is (a fresh object from the worker: no copy per token).
+  const step = item as unknown as ChatStep;
+  step.text ??= "";
   if (step.toolCalls) tallyOf(tallies, index).calls = Math.max(tallyOf(tallies, index).calls, ...step.toolCalls.map((d) => d.index + 1));
   return track(step, tallies);
 }
