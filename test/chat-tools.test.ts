@@ -1,6 +1,8 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { ChatAPI, chatModel, encodeChat } from "../src/apps/chat.js";
+import { loadTokenizer, resolveModel } from "../src/apps/chat-model.js";
+import { HERMES_TEMPLATE } from "../src/apps/chat-templates.js";
 import { ToolCallParser } from "../src/apps/chat-tool-calls.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec } from "../src/specs/openai.js";
@@ -125,6 +127,28 @@ describe("tool calls with the hermes template", () => {
     const pattern = { type: "function", function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", pattern: "x" } } } } };
     expect(await refused({ tools: [pattern], tool_choice: "required" })).toBe(400);
   }, 60_000);
+});
+
+describe("the hermes template", () => {
+  it("renders tools into the system turn, an assistant's calls as <tool_call> blocks and tool results as <tool_response>", async () => {
+    const tokenizer = await loadTokenizer(resolveModel(MODEL), false);
+    const messages = [
+      { role: "user" as const, content: "Weather in Paris?" },
+      { role: "assistant" as const, content: "", tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } }] },
+      { role: "tool" as const, content: '{"temperature": 21}', tool_call_id: "call_1" },
+    ];
+    const text = tokenizer.apply_chat_template(messages as never, { tokenize: false, add_generation_prompt: true, tools: [weather] as never, chat_template: HERMES_TEMPLATE }) as string;
+    // What the app tokenizes is this text.
+    expect(encodeChat(tokenizer, messages, [weather], HERMES_TEMPLATE)).toEqual(tokenizer.encode(text, { add_special_tokens: false }));
+    expect(text).toContain('<tools>\n{"type": "function", "function": {"name": "get_weather"');
+    expect(text).toContain('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>');
+    expect(text).toContain('<|im_start|>user\n<tool_response>\n{"temperature": 21}\n</tool_response><|im_end|>');
+    expect(text.endsWith("<|im_start|>assistant\n")).toBe(true);
+  });
+
+  it("an unknown template name fails with the known names", () => {
+    expect(() => new ChatAPI({ model: MODEL, chatTemplate: "nope" })).toThrow(/Unknown chat template "nope": known templates are hermes/);
+  });
 });
 
 describe("generated <tool_call> blocks, parsed as they stream", () => {
