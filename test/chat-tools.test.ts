@@ -161,6 +161,20 @@ describe("generated <tool_call> blocks, parsed as they stream", () => {
     expect(steps[3].finishReason).toBe("tool_calls");
   });
 
+  it("a forced call opens when its name is complete, then streams its arguments fragment by fragment", () => {
+    const parser = new ToolCallParser("forced");
+    const pieces = ['"get_', 'weather"', ' {"ci', 'ty": "P"}'];
+    const steps = pieces.map((text, i) => parser.push(i === pieces.length - 1 ? { text, finishReason: "stop", usage: { promptTokens: 1, completionTokens: 4 } } : { text }));
+    expect(steps.map((s) => s.toolCalls)).toEqual([
+      undefined,
+      [{ index: 0, id: expect.stringMatching(/^call_/), name: "get_weather", arguments: "" }],
+      [{ index: 0, arguments: '{"ci' }],
+      [{ index: 0, arguments: 'ty": "P"}' }],
+    ]);
+    expect(steps.map((s) => s.text).join("")).toBe("");
+    expect(steps[3].finishReason).toBe("tool_calls");
+  });
+
   it("parallel_tool_calls false: the first block is a call, later ones stay text", () => {
     const parser = new ToolCallParser("auto", 1);
     const block = '<tool_call>{"name": "f", "arguments": {}}</tool_call>';

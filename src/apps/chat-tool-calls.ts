@@ -4,11 +4,13 @@
  * - `auto` (tools offered, the model decides): text outside `<tool_call>…</tool_call>` blocks is content; text that
  *   could still be the start of `<tool_call>` is held back until it is not; a block whose JSON is `{"name", "arguments"}`
  *   becomes a tool call, anything else inside stays text (a model's mistake is shown, not dropped).
- * - `forced` (tool_choice "required" or a named function): the constrained decoder (chat-tool-constraint.ts) generated
- *   `"NAME"{arguments}` and nothing else; it becomes one tool call when the choice ends.
+ * - `forced` (tool_choice "required" or a named function): the constrained decoder (chat-tool-constraint.ts) writes
+ *   `"NAME"{arguments}` and nothing else: the call opens as soon as the name's closing quote is generated, and its
+ *   arguments stream as they are generated, fragment by fragment.
  *
- * A call goes out as one step with one {@link ToolCallDelta} (id, name, the whole arguments); the OpenAI spec splits it
- * into OpenAI's chunks. A choice that called a tool and then stopped ends with finish_reason "tool_calls".
+ * A parsed block goes out as one {@link ToolCallDelta} (id, name, the whole arguments); the OpenAI spec splits a delta
+ * that opens a call into OpenAI's chunks (id, type and name first, then arguments). A choice that called a tool and
+ * then stopped ends with finish_reason "tool_calls".
  */
 import { randomUUID } from "node:crypto";
 import type { ChatStep, ToolCallDelta } from "./chat-types.js";
@@ -22,6 +24,8 @@ export class ToolCallParser {
   private buffer = "";
   private inCall = false;
   private calls = 0;
+  /** Forced mode: no argument text has been sent yet (whitespace before the arguments is dropped). */
+  private awaitingArguments = true;
 
   /** `maxCalls`: 1 for `parallel_tool_calls: false` — blocks after the first call stay text. */
   constructor(private readonly mode: ToolMode, private readonly maxCalls = Infinity) {}
@@ -31,12 +35,9 @@ export class ToolCallParser {
     const deltas: ToolCallDelta[] = [];
     let text = "";
     if (this.mode === "forced") {
-      if (step.finishReason) {
-        const call = forcedCall(this.buffer);
-        if (call) deltas.push(this.delta(call.name, call.arguments));
-        else text = this.buffer;
-        this.buffer = "";
-      }
+      this.forced(deltas);
+      // Cut short before the name was complete: what there is stays text.
+      if (step.finishReason && this.calls === 0) text = this.buffer;
     } else {
       text = this.scan(deltas);
       if (step.finishReason) {
@@ -49,6 +50,23 @@ export class ToolCallParser {
     if (deltas.length > 0) out.toolCalls = deltas;
     if (step.finishReason === "stop" && this.calls > 0) out.finishReason = "tool_calls";
     return out;
+  }
+
+  /** The forced call: opened once its name is complete, then every new piece of the buffer is more arguments. */
+  private forced(deltas: ToolCallDelta[]): void {
+    if (this.calls === 0) {
+      const name = /^\s*("(?:[^"\\]|\\.)*")/.exec(this.buffer);
+      if (!name) return;
+      deltas.push(this.delta(JSON.parse(name[1]) as string, ""));
+      this.buffer = this.buffer.slice(name[0].length);
+    }
+    // Whitespace before the arguments' `{` is dropped; inside them it is JSON's own.
+    const args = this.awaitingArguments ? this.buffer.trimStart() : this.buffer;
+    this.buffer = "";
+    if (!args) return;
+    this.awaitingArguments = false;
+    if (deltas.length > 0) deltas[0].arguments = args;
+    else deltas.push({ index: 0, arguments: args });
   }
 
   /** Consume complete blocks and safe text from the buffer; return the text to release. */
@@ -96,17 +114,6 @@ function blockCall(body: string): { name: string; arguments: string } | null {
     if (typeof value?.name !== "string" || value.name === "") return null;
     const args = value.arguments ?? {};
     return { name: value.name, arguments: typeof args === "string" ? args : JSON.stringify(args) };
-  } catch {
-    return null;
-  }
-}
-
-/** The constrained decoder's `"NAME"{arguments}`; null when cut short before the name was complete. */
-function forcedCall(text: string): { name: string; arguments: string } | null {
-  const match = /^\s*("(?:[^"\\]|\\.)*")([\s\S]*)$/.exec(text);
-  if (!match) return null;
-  try {
-    return { name: JSON.parse(match[1]) as string, arguments: match[2].trim() };
   } catch {
     return null;
   }
