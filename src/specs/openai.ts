@@ -3,9 +3,11 @@
  * or Server-Sent Events with `stream: true`) and `GET /v1/models`, so the official `openai` clients work unchanged.
  * Both POST routes go through the same endpoint: one queue, one batcher, one engine.
  *
- * The API behind it always streams: its predict is an async generator and its encodeResponse yields one
- * {@link ChatStep} per generation step (a list of steps, one per prompt with news, for a multi-prompt completion).
- * A streaming request turns the steps into SSE chunks as soon as they exist — the steps that are already waiting
+ * The API behind it always streams: its predict is an async generator, and what it yields per request and step — a
+ * string, a {@link ChatStep}, a whole tool call, or a list of these for several choices — is made into ChatSteps by
+ * openai-output.ts, which also counts tokens for an API that does not. Request fields the spec does not implement
+ * are refused with a 400 naming them unless the API declares it honours them (`openai: { accepts: [...] }`), and then
+ * they reach its decodeRequest. A streaming request turns the steps into SSE chunks as soon as they exist — the steps that are already waiting
  * when the socket asks for more go out as one chunk, so a client that falls behind costs one write, not one per
  * token; a non-streaming request concatenates the steps into one response.
  *
