@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { estimateTokens, openAISpec } from "../src/specs/openai.js";
+import { Upload } from "../src/server/upload.js";
+import { estimateTokens, openAISpec, parseChatRequest } from "../src/specs/openai.js";
 import { image } from "./helpers/paths.js";
 import { scriptedOpenAIApi } from "./fixtures/scripted-openai-api.js";
 import { abortRecordingTokenApi } from "./fixtures/token-api.js";
@@ -160,6 +161,18 @@ describe("declared fields and content parts reach decodeRequest", () => {
     expect(remote).toMatchObject({ status: 400, param: "messages[0].content[1].image_url.url" });
     const broken = await refusal(client.chat.completions.create({ model: "scripted", messages: user([{ type: "image_url", image_url: { url: "data:image/png;base64,@@@" } }]) }));
     expect(broken).toMatchObject({ status: 400, param: "messages[0].content[0].image_url.url" });
+  });
+
+  it("an API that declares image_url.remote gets the http(s) URL to fetch itself; data URLs arrive as Uploads", () => {
+    const request = parseChatRequest(
+      { messages: user([{ type: "image_url", image_url: { url: "https://example.com/cat.jpg", detail: "high" } }, { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } }]) },
+      new Set(["image_url", "image_url.remote"]),
+    );
+    const [remote, inline] = request.messages[0].parts!;
+    expect(remote).toEqual({ type: "image_url", url: "https://example.com/cat.jpg", detail: "high" });
+    expect(inline.type === "image_url" && "upload" in inline && inline.upload).toBeInstanceOf(Upload);
+    expect(inline.type === "image_url" && "upload" in inline && inline.upload.contentType).toBe("image/png");
+    expect(() => parseChatRequest({ messages: user([{ type: "input_audio", input_audio: { data: "AAAA", format: "aiff" as never } }]) }, new Set(["input_audio"]))).toThrow(/format/);
   });
 
   it("a text-only API keeps the 400 for image and audio parts", async () => {

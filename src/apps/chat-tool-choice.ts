@@ -33,7 +33,7 @@ export function toolsFor(template: unknown, request: ChatRequest, parsesCalls: b
   const choice = request.toolChoice;
   const forced = choice === "required" || (typeof choice === "object" && choice !== null);
   if (choice !== undefined && choice !== "auto" && choice !== "none" && !forced) {
-    throw new BadRequestError(`tool_choice must be "auto", "none", "required" or {type: "function", function: {name}} (got ${JSON.stringify(choice)})`, "invalid_request");
+    throw new BadRequestError(`tool_choice must be auto, none, required or {type: function, function: {name}} (got ${JSON.stringify(choice)})`, "invalid_request");
   }
   const toolMessages = (request.messages ?? []).some((m) => m.role === "tool" || m.tool_calls);
   if (toolMessages && !usesTools(template)) {
