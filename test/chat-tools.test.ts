@@ -6,6 +6,7 @@ import { HERMES_TEMPLATE } from "../src/apps/chat-templates.js";
 import { ToolCallParser } from "../src/apps/chat-tool-calls.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec } from "../src/specs/openai.js";
+import { startChild } from "./fixtures/child-server.js";
 
 // Tool calls with the real tiny-random-llama (random weights: its free text is noise) served with the `hermes` chat
 // template: a forced tool_choice makes constrained decoding write a call whose arguments match the function's
@@ -145,6 +146,20 @@ describe("the hermes template", () => {
     expect(text).toContain('<|im_start|>user\n<tool_response>\n{"temperature": 21}\n</tool_response><|im_end|>');
     expect(text.endsWith("<|im_start|>assistant\n")).toBe(true);
   });
+
+  it("is what `batchwise serve chat --chat-template hermes` serves: a forced call over HTTP", async () => {
+    const child = await startChild(["src/cli.ts", "serve", "chat", "--model", MODEL, "--chat-template", "hermes", "--port", "0"], /serving \/v1\/chat\/completions at (http:\/\/[\d.:]+)/, 120_000);
+    try {
+      const info = (await (await fetch(`${child.url}/info`)).json()) as Record<string, unknown>;
+      expect(JSON.stringify(info)).toContain('"chatTemplate":"hermes"');
+      const cli = new OpenAI({ baseURL: `${child.url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const reply = await cli.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "weather?" }], tools: [weather], tool_choice: "required", max_tokens: 60 });
+      expectWeatherArguments((reply.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments);
+    } finally {
+      child.child.kill("SIGTERM");
+      await child.exited;
+    }
+  }, 180_000);
 
   it("an unknown template name fails with the known names", () => {
     expect(() => new ChatAPI({ model: MODEL, chatTemplate: "nope" })).toThrow(/Unknown chat template "nope": known templates are hermes/);
