@@ -117,7 +117,7 @@ describe("chat model served through the OpenAI spec", () => {
     };
     // the blocker holds the worker, so the next two queue up and are generated as one batch
     let blockerStarted = false;
-    const blocker = stream("Count to ten", 40, () => (blockerStarted = true));
+    const blocker = stream("Count to ten", 400, () => (blockerStarted = true));
     while (!blockerStarted) await new Promise((r) => setTimeout(r, 5));
     const long = stream("Tell me about dragons", 120, (text) => (longText += text));
     await new Promise((r) => setTimeout(r, 20));

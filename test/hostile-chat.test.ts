@@ -99,7 +99,7 @@ describe("hostile input to /v1/chat/completions", () => {
       [{ messages: user("hi"), temperature: "hot" }, "temperature"],
       [{ messages: user("hi"), top_p: 0 }, "top_p"],
       [{ messages: user("hi"), seed: 0.5 }, "seed"],
-      [{ messages: user("hi"), n: 2 }, "n"],
+      [{ messages: user("hi"), n: "2" }, "n"],
       [{ messages: user("hi"), stream: "true" }, "stream"],
       [{ messages: user("hi"), stream_options: { include_usage: true } }, "stream_options"],
       [{ messages: user("hi"), stream: true, stream_options: { include_usage: "yes" } }, "stream_options.include_usage"],

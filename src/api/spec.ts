@@ -18,9 +18,10 @@ export interface Spec<Parsed = unknown, Res = unknown> {
   extraPaths?: string[];
   /**
    * Extra routes, e.g. GET /v1/models. `info` is the endpoint's /info record; `registry` the server's Prometheus
-   * registry, where a spec may register metrics of its own.
+   * registry, where a spec may register metrics of its own; `api` the main thread's API instance, whose
+   * declarations a spec may read (the OpenAI spec: `openai.accepts`).
    */
-  registerRoutes?(app: FastifyInstance, endpoint: { info: () => Record<string, unknown>; registry?: Registry }): void;
+  registerRoutes?(app: FastifyInstance, endpoint: { info: () => Record<string, unknown>; registry?: Registry; api?: object }): void;
   /**
    * Validate the JSON body (throw an HttpError 400 with a clear message). The result goes to decodeRequest.
    * `route` is the POST path that matched (`path` or one of `extraPaths`).

@@ -42,6 +42,10 @@ import {
   type ChatStep,
   type OutputFormat,
 } from "./types.js";
+import { chatTemplateNamed } from "./templates.js";
+import { ToolCallParser, type ToolMode } from "./tool-calls.js";
+import { toolsFor, usesTools } from "./tool-choice.js";
+import { ToolCallConstraint } from "./tool-constraint.js";
 import { ConstraintCache, TokenVocabulary } from "./json-schema/constrained-sampler.js";
 import { compileSchema, UnsupportedSchemaError } from "./json-schema/json-schema-constraint.js";
 
@@ -56,6 +60,11 @@ export interface ChatOptions {
   defaultMaxTokens?: number;
   /** Download hub ids that are not found locally (default true). */
   allowRemote?: boolean;
+  /**
+   * A named chat template to use instead of the tokenizer's (chat-templates.ts): `hermes` = ChatML with Hermes/Qwen
+   * style tool calls, which the app parses into `tool_calls`. Default: the tokenizer's own template.
+   */
+  chatTemplate?: string;
 }
 
 /** Everything the tokenizer-side needs: the model's limits and sampling defaults. */
@@ -79,19 +88,30 @@ export interface PromptInput {
   sampling: GenerationRequest["sampling"];
   stop: string[];
   format?: OutputFormat;
+  /** The chat template's Jinja text when it is not the tokenizer's own (ChatOptions.chatTemplate). */
+  template?: string;
 }
 
 /** One request's generations: a chat or single prompt is one sequence; several prompts are several. */
 export type ChatInput = PromptInput | PromptInput[];
 
+/** `ctx.state` key: how this request's generated tool calls are parsed (absent: no tools, plain text). */
+const TOOL_MODE_STATE = "chatToolMode";
+const TOOL_PARSERS_STATE = "chatToolParsers";
+
 export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOutput> {
+  /** Honoured beyond the OpenAI spec's own fields: several choices per prompt, decoded as rows of one batch. */
+  readonly openai = { accepts: ["n"] as const };
   private readonly model: ResolvedModel;
+  /** The chat template chosen by name (ChatOptions.chatTemplate), else undefined: the tokenizer's. */
+  private readonly template: string | undefined;
   private tokenizer: Promise<{ tokenizer: PreTrainedTokenizer; limits: ModelLimits }> | null = null;
   private engine: GenerationEngine | null = null;
 
   constructor(private readonly options: ChatOptions = {}) {
     super();
     this.model = resolveModel(options.model ?? DEFAULT_CHAT_MODEL);
+    this.template = options.chatTemplate ? chatTemplateNamed(options.chatTemplate) : undefined;
     this.info = { model: this.model.id };
   }
 
@@ -123,7 +143,7 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
           TokenVocabulary.fromDecode(vocabSize, decode, anchorToken(tokenizer), [...tokenizer.all_special_ids, ...eos]),
           [...new Set(eos)],
         );
-        return constraints.decoderFor(format);
+        return format.type === "tool_call" ? new ToolCallConstraint(constraints, format.tools) : constraints.decoderFor(format);
       },
     });
     this.info = {
@@ -134,10 +154,14 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
       threads: device.threads,
       contextLength: limits.contextLength,
       eosTokenIds: [...new Set(eos)],
-      chatTemplate: tokenizer.chat_template ? "from the tokenizer" : "none in the tokenizer: plain 'role: content' lines",
+      chatTemplate: this.options.chatTemplate ?? (tokenizer.chat_template ? "from the tokenizer" : "none in the tokenizer: plain 'role: content' lines"),
       defaultTemperature: limits.defaultTemperature,
       batching: "continuous: rows join and leave a shared KV cache between decode steps",
-      tools: usesTools(tokenizer) ? "passed to the chat template" : "not supported by this model's chat template",
+      tools: !usesTools(this.templateOf(tokenizer))
+        ? "not supported by this model's chat template"
+        : this.template
+          ? "rendered by the template; generated <tool_call> blocks parsed into tool_calls; required/named tool_choice by constrained decoding"
+          : "passed to the chat template",
       structuredOutput: "json_object and json_schema by constrained decoding",
     };
   }
@@ -150,9 +174,28 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     const { tokenizer, limits } = await this.loadTokenizer();
     ctx.state[SERVED_MODEL_STATE] = this.model.id;
     checkFormat(request.format);
-    if (request.prompts) return request.prompts.map((prompt) => this.sequence(request, prompt, limits));
-    const tools = toolsFor(tokenizer, request);
-    return this.sequence(request, request.messages ?? [], limits, tools);
+    const n = request.n ?? 1;
+    if (request.prompts) return request.prompts.flatMap((prompt) => this.choices(this.sequence(request, prompt, limits), n));
+    const tools = toolsFor(this.templateOf(tokenizer), request, this.template !== undefined);
+    if (tools.mode) ctx.state[TOOL_MODE_STATE] = { mode: tools.mode, maxCalls: request.parallelToolCalls === false ? 1 : Infinity };
+    const sequence = this.sequence(request, request.messages ?? [], limits, tools.tools);
+    if (tools.format) sequence.format = tools.format;
+    if (this.template) sequence.template = this.template;
+    return n === 1 ? sequence : this.choices(sequence, n);
+  }
+
+  /**
+   * n choices of one prompt: n rows of the batch (the engine computes the shared prompt's prefill once). A seeded
+   * request seeds choice i with seed + i, so its choices differ and each is reproducible.
+   */
+  private choices(sequence: PromptInput, n: number): PromptInput[] {
+    const seed = sequence.sampling.seed;
+    return Array.from({ length: n }, (_, i) => ({ ...sequence, sampling: { ...sequence.sampling, seed: seed === undefined ? undefined : seed + i } }));
+  }
+
+  /** The Jinja text of the chat template in use, if any. */
+  private templateOf(tokenizer: PreTrainedTokenizer): string | undefined {
+    return this.template ?? (tokenizer.chat_template as string | undefined);
   }
 
   /** One sequence to generate, or a 400 when its prompt is too long to fit the context window whatever it tokenizes to. */
@@ -189,7 +232,7 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     const promptIds =
       typeof input.prompt === "string"
         ? tokenizer.encode(input.prompt, { add_special_tokens: true })
-        : encodeChat(tokenizer, input.prompt, input.tools);
+        : encodeChat(tokenizer, input.prompt, input.tools, input.template);
     const room = limits.contextLength - promptIds.length;
     if (room <= 0) {
       throw new BadRequestError(
@@ -197,7 +240,7 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
         "context_length_exceeded",
       );
     }
-    const { prompt: _prompt, tools: _tools, ...rest } = input;
+    const { prompt: _prompt, tools: _tools, template: _template, ...rest } = input;
     return { ...rest, promptIds, maxTokens: Math.min(input.maxTokens ?? this.options.defaultMaxTokens ?? 256, room) };
   }
 
@@ -249,8 +292,18 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
     }
   }
 
-  override encodeResponse(output: ChatOutput): ChatOutput {
-    return output;
+  /** A request with tools: generated `<tool_call>` blocks (or a forced call) become tool calls, per choice. */
+  override encodeResponse(output: ChatOutput, ctx: RequestContext): ChatOutput {
+    const tools = ctx.state[TOOL_MODE_STATE] as { mode: ToolMode; maxCalls: number } | undefined;
+    if (!tools) return output;
+    const parsers = (ctx.state[TOOL_PARSERS_STATE] ??= new Map()) as Map<number, ToolCallParser>;
+    const parse = (step: ChatStep) => {
+      const index = step.index ?? 0;
+      let parser = parsers.get(index);
+      if (!parser) parsers.set(index, (parser = new ToolCallParser(tools.mode, tools.maxCalls)));
+      return parser.push(step);
+    };
+    return Array.isArray(output) ? output.map(parse) : parse(output);
   }
 
   /** Tokenizer and model limits, loaded once per thread (config.json is tiny; the weights are not touched). */
@@ -269,50 +322,18 @@ export class ChatAPI extends ModelAPI<ChatRequest, ChatInput, ChatOutput, ChatOu
 const MAX_CHARACTERS_PER_TOKEN = 32;
 
 /** The prompt as token ids: the model's chat template, or plain "role: content" lines when it has none. */
-export function encodeChat(tokenizer: PreTrainedTokenizer, messages: ChatMessage[], tools?: unknown[]): number[] {
-  const text = tokenizer.chat_template
+export function encodeChat(tokenizer: PreTrainedTokenizer, messages: ChatMessage[], tools?: unknown[], template?: string): number[] {
+  const chatTemplate = template ?? tokenizer.chat_template;
+  const text = chatTemplate
     ? (tokenizer.apply_chat_template(messages as never, {
         tokenize: false,
         add_generation_prompt: true,
         ...(tools ? { tools: tools as never } : {}),
+        ...(template ? { chat_template: template } : {}),
       }) as string)
     : messages.map((m) => `${m.role}: ${m.content}\n`).join("") + "assistant:";
   // Templates write their own special tokens (e.g. BOS); without one, the tokenizer's defaults add them.
-  return tokenizer.encode(text, { add_special_tokens: !tokenizer.chat_template });
-}
-
-/** A chat template that renders tool definitions mentions them (Jinja variable `tools`). */
-function usesTools(tokenizer: PreTrainedTokenizer): boolean {
-  const template = tokenizer.chat_template as unknown;
-  const text = typeof template === "string" ? template : JSON.stringify(template ?? "");
-  return /\btools\b/.test(text);
-}
-
-/**
- * The tools to render into the prompt, or a 400 when the request needs what this server cannot do: tools with a
- * template that ignores them, or a tool_choice that forces a call (generated tool calls are not parsed into
- * `tool_calls`, so a forced call could not be honoured).
- */
-function toolsFor(tokenizer: PreTrainedTokenizer, request: ChatRequest): unknown[] | undefined {
-  const choice = request.toolChoice;
-  if (choice !== undefined && choice !== "auto" && choice !== "none") {
-    throw new BadRequestError(
-      `tool_choice ${JSON.stringify(choice)} is not supported: this server cannot force a tool call (use "auto" or "none")`,
-      "unsupported_parameter",
-    );
-  }
-  const toolMessages = (request.messages ?? []).some((m) => m.role === "tool" || m.tool_calls);
-  if (toolMessages && !usesTools(tokenizer)) {
-    throw new BadRequestError("This model's chat template does not support tool calls or tool results in 'messages'", "unsupported_parameter");
-  }
-  if (!request.tools || request.tools.length === 0 || choice === "none") return undefined;
-  if (!usesTools(tokenizer)) {
-    throw new BadRequestError(
-      "This model's chat template does not support tools: the request's 'tools' would be ignored",
-      "unsupported_parameter",
-    );
-  }
-  return request.tools;
+  return tokenizer.encode(text, { add_special_tokens: !chatTemplate });
 }
 
 /** A schema with keywords constrained decoding cannot enforce is refused before it is queued. */

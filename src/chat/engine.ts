@@ -140,13 +140,15 @@ export class GenerationEngine {
       s.owner.flush();
     }
     if (live.length === 0) return;
+    // Sequences with the same prompt (a request's n choices) share one prefill row: its cache row is copied to each.
+    const { unique, rowOf } = sharedPrompts(live);
     const width = Math.max(...live.map((s) => s.request.promptIds.length));
-    const ids = new BigInt64Array(live.length * width).fill(BigInt(this.config.padTokenId));
-    const mask = new BigInt64Array(live.length * width);
-    const positions = new BigInt64Array(live.length * width);
-    live.forEach((s, row) => {
+    const ids = new BigInt64Array(unique.length * width).fill(BigInt(this.config.padTokenId));
+    const mask = new BigInt64Array(unique.length * width);
+    const positions = new BigInt64Array(unique.length * width);
+    for (const s of live) s.pad = width - s.request.promptIds.length;
+    unique.forEach((s, row) => {
       const prompt = s.request.promptIds;
-      s.pad = width - prompt.length;
       for (let j = 0; j < prompt.length; j++) {
         const at = row * width + s.pad + j;
         ids[at] = BigInt(prompt[j]);
@@ -155,17 +157,17 @@ export class GenerationEngine {
       }
     });
     const out = await this.model.forward({
-      input_ids: new Tensor("int64", ids, [live.length, width]),
-      attention_mask: new Tensor("int64", mask, [live.length, width]),
-      position_ids: new Tensor("int64", positions, [live.length, width]),
+      input_ids: new Tensor("int64", ids, [unique.length, width]),
+      attention_mask: new Tensor("int64", mask, [unique.length, width]),
+      position_ids: new Tensor("int64", positions, [unique.length, width]),
     });
     const prefilled: BatchCache = { tensors: presentToPast(out), length: width };
-    this.sampleAndEmit(live, out.logits);
+    this.sampleAndEmit(live, out.logits, rowOf);
     for (const s of live) if (s.done) s.owner.flush();
 
     const rows = [
       ...this.running.map((s, row) => ({ sequence: s, cache: this.cache!, row })),
-      ...live.map((s, row) => ({ sequence: s, cache: prefilled, row })).filter((r) => !r.sequence.done),
+      ...live.map((s, i) => ({ sequence: s, cache: prefilled, row: rowOf[i] })).filter((r) => !r.sequence.done),
     ];
     await this.relayout(rows);
   }
@@ -202,11 +204,12 @@ export class GenerationEngine {
     await this.relayout(rows.filter((r) => !r.sequence.done));
   }
 
-  /** Sample the next token of each row from the last position's logits and turn it into text. */
-  private sampleAndEmit(sequences: Sequence[], logits: Tensor): void {
+  /** Sample the next token of each sequence from its row's last-position logits (`rows[i]`, default i) and turn it into text. */
+  private sampleAndEmit(sequences: Sequence[], logits: Tensor, rows?: number[]): void {
     const [, length, vocab] = logits.dims as number[];
     const data = logits.data as Float32Array;
-    sequences.forEach((s, row) => {
+    sequences.forEach((s, i) => {
+      const row = rows ? rows[i] : i;
       const offset = (row * length + length - 1) * vocab;
       const scores = data.subarray(offset, offset + vocab);
       const token = s.constraint ? s.constraint.next(scores, s.sampler, s.request.maxTokens - s.generated) : s.sampler.next(scores);
@@ -287,6 +290,23 @@ export class GenerationEngine {
     rows.forEach((r, i) => (r.sequence.pad = length - lengths[i]));
     this.cache = { tensors, length };
   }
+}
+
+/** The distinct prompts of `sequences` (first sequence of each), and for each sequence the row of its prompt. */
+function sharedPrompts(sequences: Sequence[]): { unique: Sequence[]; rowOf: number[] } {
+  const unique: Sequence[] = [];
+  const byPrompt = new Map<string, number>();
+  const rowOf = sequences.map((s) => {
+    const key = s.request.promptIds.join(",");
+    let row = byPrompt.get(key);
+    if (row === undefined) {
+      row = unique.length;
+      byPrompt.set(key, row);
+      unique.push(s);
+    }
+    return row;
+  });
+  return { unique, rowOf };
 }
 
 /**

@@ -16,6 +16,7 @@ interface AppOptions {
   precision?: PrecisionChoice;
   labels?: "cat-dog" | "imagenet";
   mcp?: boolean;
+  chatTemplate?: string;
 }
 
 interface ServedApp {
@@ -28,7 +29,7 @@ interface ServedApp {
 }
 
 /** What `batchwise serve <app>` serves: the API (carrying its serving defaults), its wire format and its MCP tool. */
-async function servedApp(app: App, { model, precision, labels }: AppOptions): Promise<ServedApp> {
+async function servedApp(app: App, { model, precision, labels, chatTemplate }: AppOptions): Promise<ServedApp> {
   if (app === "classifier") {
     const { imageClassifier, DEFAULT_CLASSIFIER_MODEL } = await import("../classifier/image-classifier.js");
     const api = imageClassifier({ model, precision, labels });
@@ -46,7 +47,7 @@ async function servedApp(app: App, { model, precision, labels }: AppOptions): Pr
     import("../chat/model.js"),
     import("../openai/spec.js"),
   ]);
-  const api = chatModel({ model, precision });
+  const api = chatModel({ model, precision, ...(chatTemplate ? { chatTemplate } : {}) });
   return { api, spec: openAISpec(), defaults: { ...api.servingDefaults, model: DEFAULT_CHAT_MODEL } };
 }
 

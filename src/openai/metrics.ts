@@ -62,7 +62,7 @@ export class LlmMetrics {
       }));
     // Zero series exist from the start, so rates and dashboards do not wait for the first request.
     for (const m of [this.promptTokens, this.generationTokens, this.waiting, this.running]) m.inc({ endpoint }, 0);
-    for (const reason of ["stop", "length", "abort"]) this.finished.inc({ endpoint, finish_reason: reason }, 0);
+    for (const reason of ["stop", "length", "tool_calls", "abort"]) this.finished.inc({ endpoint, finish_reason: reason }, 0);
   }
 
   /**
@@ -80,7 +80,7 @@ export class LlmMetrics {
     try {
       for await (const value of steps) {
         for (const step of Array.isArray(value) ? value : [value]) {
-          if (step.text) {
+          if (step.text || step.toolCalls) {
             last = performance.now();
             if (Number.isNaN(first)) {
               first = last;

@@ -7,14 +7,21 @@
  * change the answer (user, metadata, store, service_tier, …) are accepted and ignored.
  */
 import type { ChatMessage, ChatRequest, OutputFormat } from "../chat/types.js";
-import { HttpError, type ErrorCode } from "../api/errors.js";
+import { parseContentParts } from "./content-parts.js";
+import { InvalidRequestError, isObject } from "./errors.js";
 
-/** A 400 that names the offending request field, as OpenAI's errors do (`param`). */
-export class InvalidRequestError extends HttpError {
-  constructor(message: string, readonly param: string | null = null, code: ErrorCode = "invalid_request") {
-    super(code, message);
-  }
-}
+export { InvalidRequestError, isObject } from "./errors.js";
+
+/**
+ * What the API behind the spec declares it honours (`openai: { accepts: [...] }` on the API): request fields of the
+ * refused tables below, `n`, and content parts (`image_url`, `image_url.remote`, `input_audio`). A declared field
+ * is passed through to decodeRequest (`request.extra`, `request.n`, `message.parts`) instead of refused.
+ */
+export type OpenAIAccepts = ReadonlySet<string>;
+const NOTHING: OpenAIAccepts = new Set();
+
+/** Most choices per prompt a request may ask for (n), for an API that accepts n. */
+export const MAX_CHOICES = 16;
 
 /** A validated chat completions request, normalised (text parts joined, `stop` always a list). */
 export interface ChatCompletionRequest extends ChatRequest {
@@ -54,6 +61,7 @@ export const UNSUPPORTED_CHAT: Record<string, unknown[]> = {
   prediction: [],
   web_search_options: [],
   reasoning_effort: [],
+  verbosity: [],
 };
 
 /** Completions fields that change the answer and are not implemented. */
@@ -66,10 +74,16 @@ export const UNSUPPORTED_COMPLETION: Record<string, unknown[]> = {
   best_of: [1],
 };
 
-function refuseUnsupported(body: Record<string, unknown>, table: Record<string, unknown[]>): void {
+/** Refuse the table's fields set to a non-neutral value, except those the API accepts: those are returned, as sent. */
+function refuseUnsupported(body: Record<string, unknown>, table: Record<string, unknown[]>, accepts: OpenAIAccepts): Record<string, unknown> | undefined {
+  let extra: Record<string, unknown> | undefined;
   for (const [field, neutral] of Object.entries(table)) {
     const value = body[field];
     if (value === undefined || value === null) continue;
+    if (accepts.has(field)) {
+      (extra ??= {})[field] = value;
+      continue;
+    }
     if (neutral.some((n) => JSON.stringify(n) === JSON.stringify(value))) continue;
     throw new InvalidRequestError(
       `'${field}' is not supported by this server (it would change the answer, so it is refused rather than ignored)`,
@@ -77,23 +91,36 @@ function refuseUnsupported(body: Record<string, unknown>, table: Record<string, 
       "unsupported_parameter",
     );
   }
+  return extra;
+}
+
+/** `n`: 1 unless the API accepts more, then 1 to {@link MAX_CHOICES}. */
+function parseN(body: Record<string, unknown>, accepts: OpenAIAccepts): number {
+  const n = body.n ?? 1;
+  if (n === 1) return 1;
+  if (!accepts.has("n")) throw new InvalidRequestError("Only n = 1 is supported by this API (one choice per prompt)", "n");
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 1 || n > MAX_CHOICES) {
+    throw new InvalidRequestError(`'n' must be an integer from 1 to ${MAX_CHOICES} (got ${JSON.stringify(n)})`, "n");
+  }
+  return n;
 }
 
 const ROLES: ReadonlySet<string> = new Set(["system", "developer", "user", "assistant", "tool"]);
 
 /** Validate a chat completions body. */
-export function parseChatRequest(body: unknown): ChatCompletionRequest {
+export function parseChatRequest(body: unknown, accepts: OpenAIAccepts = NOTHING): ChatCompletionRequest {
   if (!isObject(body)) throw new InvalidRequestError("The request body must be a JSON object");
-  refuseUnsupported(body, UNSUPPORTED_CHAT);
+  const extra = refuseUnsupported(body, UNSUPPORTED_CHAT, accepts);
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) {
     throw new InvalidRequestError("'messages' must be a non-empty array of {role, content}", "messages");
   }
   const maxCompletion = optionalInteger(body, "max_completion_tokens", 1);
-  const n = body.n ?? 1;
-  if (n !== 1) throw new InvalidRequestError("Only n = 1 is supported (one choice per request)", "n");
+  const n = parseN(body, accepts);
   const tools = body.tools;
   if (tools !== undefined && tools !== null && !Array.isArray(tools)) throw new InvalidRequestError("'tools' must be a list", "tools");
+  const parallel = body.parallel_tool_calls ?? undefined;
+  if (parallel !== undefined && typeof parallel !== "boolean") throw new InvalidRequestError("'parallel_tool_calls' must be a boolean", "parallel_tool_calls");
   const toolChoice = body.tool_choice ?? undefined;
   if (toolChoice !== undefined && !(typeof toolChoice === "string" || isObject(toolChoice))) {
     throw new InvalidRequestError("'tool_choice' must be a string or an object", "tool_choice");
@@ -102,25 +129,28 @@ export function parseChatRequest(body: unknown): ChatCompletionRequest {
     kind: "chat",
     ...common(body),
     maxTokens: maxCompletion ?? optionalInteger(body, "max_tokens", 1),
-    messages: messages.map((message, i) => parseMessage(message, `messages[${i}]`)),
+    messages: messages.map((message, i) => parseMessage(message, `messages[${i}]`, accepts)),
     format: parseResponseFormat(body.response_format),
     tools: Array.isArray(tools) && tools.length > 0 ? tools : undefined,
     toolChoice,
+    ...(parallel === false ? { parallelToolCalls: false } : {}),
+    ...(n > 1 ? { n } : {}),
+    ...(extra ? { extra } : {}),
   };
 }
 
 /** Validate a completions body (`prompt`: a string or a non-empty list of strings). */
-export function parseCompletionRequest(body: unknown): CompletionRequest {
+export function parseCompletionRequest(body: unknown, accepts: OpenAIAccepts = NOTHING): CompletionRequest {
   if (!isObject(body)) throw new InvalidRequestError("The request body must be a JSON object");
-  refuseUnsupported(body, UNSUPPORTED_COMPLETION);
+  const extra = refuseUnsupported(body, UNSUPPORTED_COMPLETION, accepts);
   const prompt = body.prompt;
   const prompts = typeof prompt === "string" ? [prompt] : prompt;
   if (!Array.isArray(prompts) || prompts.length === 0 || !prompts.every((p) => typeof p === "string")) {
     throw new InvalidRequestError("'prompt' must be a string or a non-empty list of strings (token-id prompts are not supported)", "prompt");
   }
   if (prompts.length > 16) throw new InvalidRequestError("'prompt' may hold at most 16 prompts", "prompt");
-  const n = body.n ?? 1;
-  if (n !== 1) throw new InvalidRequestError("Only n = 1 is supported (one choice per prompt)", "n");
+  const n = parseN(body, accepts);
+  if (prompts.length * n > 16) throw new InvalidRequestError("'prompt' × 'n' may be at most 16 choices", "n");
   const echo = body.echo ?? false;
   if (typeof echo !== "boolean") throw new InvalidRequestError("'echo' must be a boolean", "echo");
   return {
@@ -130,6 +160,8 @@ export function parseCompletionRequest(body: unknown): CompletionRequest {
     maxTokens: optionalInteger(body, "max_tokens", 1) ?? 16,
     prompts: prompts as string[],
     echo,
+    ...(n > 1 ? { n } : {}),
+    ...(extra ? { extra } : {}),
   };
 }
 
@@ -189,7 +221,7 @@ function parseResponseFormat(value: unknown): OutputFormat | undefined {
   }
 }
 
-function parseMessage(message: unknown, param: string): ChatMessage {
+function parseMessage(message: unknown, param: string, accepts: OpenAIAccepts): ChatMessage {
   if (!isObject(message)) throw new InvalidRequestError(`'${param}' must be an object with role and content`, param);
   const role = message.role;
   if (typeof role !== "string" || !ROLES.has(role)) {
@@ -202,30 +234,22 @@ function parseMessage(message: unknown, param: string): ChatMessage {
   if (role === "tool" && typeof message.tool_call_id !== "string") {
     throw new InvalidRequestError(`'${param}.tool_call_id' must be a string: a tool message answers a tool call`, `${param}.tool_call_id`);
   }
-  const content =
+  const { text: content, parts } =
     (message.content === null || message.content === undefined) && role === "assistant" && Array.isArray(toolCalls)
-      ? ""
-      : parseContent(message.content, `${param}.content`);
+      ? { text: "", parts: [] }
+      : parseContent(message.content, `${param}.content`, accepts);
   const parsed: ChatMessage = { role: role === "developer" ? "system" : (role as ChatMessage["role"]), content };
+  if (parts.length > 0) parsed.parts = parts;
   if (Array.isArray(toolCalls)) parsed.tool_calls = toolCalls;
   if (typeof message.tool_call_id === "string") parsed.tool_call_id = message.tool_call_id;
   if (typeof message.name === "string") parsed.name = message.name;
   return parsed;
 }
 
-function parseContent(content: unknown, param: string): string {
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((part, i) => {
-        if (!isObject(part) || part.type !== "text" || typeof part.text !== "string") {
-          throw new InvalidRequestError(`'${param}[${i}]' must be a text part {type: "text", text}; only text is supported`, `${param}[${i}]`);
-        }
-        return part.text;
-      })
-      .join("");
-  }
-  throw new InvalidRequestError(`'${param}' must be a string or an array of text parts`, param);
+function parseContent(content: unknown, param: string, accepts: OpenAIAccepts) {
+  if (typeof content === "string") return { text: content, parts: [] };
+  if (Array.isArray(content)) return parseContentParts(content, param, accepts);
+  throw new InvalidRequestError(`'${param}' must be a string or an array of content parts`, param);
 }
 
 function parseStop(stop: unknown): string[] {
@@ -253,8 +277,4 @@ function optionalNumber(body: Record<string, unknown>, field: string, min: numbe
     throw new InvalidRequestError(`'${field}' must be a number between ${min} and ${max} (got ${JSON.stringify(value)})`, field);
   }
   return value;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -147,6 +147,7 @@ export const OPTIONS: readonly OptionDeclaration[] = [
   option("app", "precision", { kind: "enum", values: PRECISION_CHOICES, value: "auto", doc: "weights and compute precision; auto: the fastest the provider runs" }),
   option("app", "mcp", { kind: "boolean", value: false, doc: "`serve classifier` and `serve embeddings`: also expose the endpoint as a tool on `/mcp`", env: false }),
   option("app", "labels", { kind: "enum", values: ["cat-dog", "imagenet"], value: "cat-dog", doc: "classifier: the seed's Cat/Dog/Other, or ImageNet top-5" }),
+  option("app", "chatTemplate", { kind: "enum", values: ["hermes"], default: "the tokenizer's", doc: "chat: a named chat template instead of the model's own; `hermes`: ChatML with Hermes/Qwen tool calls, parsed into `tool_calls`" }),
 ];
 
 export function declaration(name: string): OptionDeclaration {

@@ -29,9 +29,10 @@ export function registerSpecRoutes(app: FastifyInstance, endpoint: Endpoint, reg
   const register = endpoint.spec.registerRoutes;
   if (!register) return;
   const authorize = endpoint.config.authorize;
-  if (!authorize) return register(app, { info: () => endpoint.info(), registry });
+  const context = { info: () => endpoint.info(), registry, api: endpoint.api };
+  if (!authorize) return register(app, context);
   void app.register(async (scope) => {
     scope.addHook("onRequest", authorizeHook(authorize, log));
-    register(scope, { info: () => endpoint.info(), registry });
+    register(scope, context);
   });
 }

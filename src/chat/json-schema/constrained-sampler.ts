@@ -90,7 +90,8 @@ export class ConstraintCache {
 
   /** The constraint for one sequence, or undefined when the format does not restrict the output. */
   decoderFor(format: OutputFormat | undefined): ConstrainedDecoder | undefined {
-    if (!format || format.type === "text") return undefined;
+    // A forced tool call chains two decoders of this cache (chat-tool-constraint.ts).
+    if (!format || format.type === "text" || format.type === "tool_call") return undefined;
     const schema = format.type === "json_object" ? { type: "object" } : format.schema;
     const key = JSON.stringify(schema) ?? "null";
     let entry = this.entries.get(key);
