@@ -188,9 +188,13 @@ describe("Dockerfile (not buildable here: no Docker engine)", () => {
     const pkg = JSON.parse(readFileSync("package.json", "utf8"));
     const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
     expect(cmd).toEqual(["node", "dist/cli.js", "serve", "classifier"]);
-    // npm start compiles src/ when it changed and sets glibc's arena count in its command line; the image compiles
-    // in its build stage and sets the arena count with ENV
-    expect(pkg.scripts.start).toBe(`node scripts/build-if-stale.mjs && MALLOC_ARENA_MAX=\${MALLOC_ARENA_MAX:-2} exec ${cmd.join(" ")}`);
+    // npm start compiles src/ when it changed, sets glibc's arena count and sizes libuv's pool to the cores in its
+    // command line; the image compiles in its build stage and sets the arena count with ENV (the pool's size is the
+    // pod's business: its cores are the Deployment's limit, and serve() logs a reminder where it is left at 4)
+    expect(pkg.scripts.start).toBe(
+      `node scripts/build-if-stale.mjs && MALLOC_ARENA_MAX=\${MALLOC_ARENA_MAX:-2} ` +
+        `UV_THREADPOOL_SIZE=\${UV_THREADPOOL_SIZE:-$(node -p 'Math.max(4, os.availableParallelism())')} exec ${cmd.join(" ")}`,
+    );
     expect(dockerfile).toMatch(/^RUN npm run build/m);
     expect(dockerfile).toMatch(/MALLOC_ARENA_MAX=2/);
     for (const script of pkg.scripts.postinstall.match(/scripts\/[\w-]+\.mjs/g)) expect(contextCopies).toContain(script);

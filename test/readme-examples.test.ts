@@ -102,10 +102,14 @@ describe("README examples", () => {
   it("every TypeScript and shell block of README.md and docs/*.md says how it is tested", () => {
     expect(documents.length).toBeGreaterThan(1);
     expect(unmarked).toEqual([]);
-    // the blocks that run are the README's, each once
-    for (const b of blocks.filter((x) => !x.role.startsWith("skip"))) expect(b.where, b.role).toMatch(/^README\.md:/);
-    expect(new Set(blocks.filter((x) => !x.role.startsWith("skip")).map((b) => b.role)).size).toBe(blocks.filter((x) => !x.role.startsWith("skip")).length);
-    for (const b of blocks) expect(b.role).toMatch(/^(skip \(.+\)|server classifier|calls classifier|own-model|calls own-model|server chat|openai-client)$/);
+    // each block that runs has a role of its own, and each role is run by a test of this file (the two openai-own-model
+    // blocks of docs/openai.md by test/openai-docs.test.ts)
+    const running = blocks.filter((x) => !x.role.startsWith("skip"));
+    expect(new Set(running.map((b) => b.role)).size).toBe(running.length);
+    const roles = ["server classifier", "calls classifier", "own-model", "calls own-model", "server chat", "openai-client",
+      "server embeddings", "calls embeddings", "openai-embeddings-client", "own-embeddings", "server classifier-mcp", "mcp-client",
+      "openai-own-model", "calls openai-own-model"];
+    for (const b of blocks) expect(roles.includes(b.role) || /^skip \(.+\)$/.test(b.role), `${b.where}: ${b.role}`).toBe(true);
   });
 
   it("the classifier quick start: npx batchwise serve classifier, then curl (raw, multipart, base64 JSON from stdin) and the client, for every sample photo", async () => {
@@ -144,6 +148,36 @@ describe("README examples", () => {
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/\{[\s\S]*\}/); // the parsed JSON object, printed
+    stop(server);
+  }, 300_000);
+
+  it("docs/embeddings.md: serve embeddings, then curl and the openai client; and the one-file serve", async () => {
+    const port = await freePort();
+    const server = await startServer(["bash", "-c", block("server embeddings").code], port);
+    const curl = await bash(onPort(block("calls embeddings").code, port), port);
+    expect(curl.code).toBe(0);
+    const answer = JSON.parse(curl.stdout) as { data: { embedding: number[] }[] };
+    expect(answer.data.map((d) => d.embedding.length)).toEqual([8, 8]);
+    const client = await run(tsxFile("openai-embeddings.ts", onPort(block("openai-embeddings-client").code, port)));
+    expect(client.stderr).toBe("");
+    expect(client.stdout).toMatch(/^\[ 64, 64 \] \{ prompt_tokens: \d+, total_tokens: \d+ \}/);
+    stop(server);
+    const ownPort = await freePort();
+    const own = await startServer(tsxFile("own-embeddings.ts", block("own-embeddings").code), ownPort);
+    const body = JSON.stringify({ input: "a silver cat", encoding_format: "float" });
+    const response = await fetch(`http://127.0.0.1:${ownPort}/v1/embeddings`, { method: "POST", body, headers: { "content-type": "application/json" } });
+    expect(((await response.json()) as { data: { embedding: number[] }[] }).data[0].embedding).toHaveLength(64);
+    stop(own);
+  }, 300_000);
+
+  it("docs/mcp.md: serve classifier --mcp, then the SDK's client lists the tool and classifies a dog", async () => {
+    const port = await freePort();
+    const server = await startServer(["bash", "-c", block("server classifier-mcp").code], port);
+    const code = onPort(block("mcp-client").code, port).replace("../shared/images/darknet_dog.jpg", path.join(imagesDir, "darknet_dog.jpg"));
+    const result = await run(tsxFile("mcp-client.ts", code));
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toMatch(/\[ 'classify_image' \]/);
+    expect(result.stdout).toMatch(/label: 'Dog'/);
     stop(server);
   }, 300_000);
 });

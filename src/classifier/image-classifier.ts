@@ -53,7 +53,7 @@ export interface ClassifierResponse {
 
 const CLASSES = 1000;
 
-export const CLASSIFIER_REQUEST_SCHEMA = {
+const CLASSIFIER_REQUEST_SCHEMA = {
   type: "object",
   required: ["image"],
   properties: {
@@ -65,7 +65,7 @@ export const CLASSIFIER_REQUEST_SCHEMA = {
   },
 };
 
-export const CLASSIFIER_RESPONSE_SCHEMA = {
+const CLASSIFIER_RESPONSE_SCHEMA = {
   type: "object",
   required: ["predictions"],
   properties: {

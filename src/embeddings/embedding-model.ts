@@ -51,7 +51,7 @@ export function readModelShape(folder: string): ModelShape {
 }
 
 /** The ONNX file of a transformers.js model folder for a precision (its file-naming convention). */
-export function onnxFile(folder: string, precision: PrecisionChoice): string {
+function onnxFile(folder: string, precision: PrecisionChoice): string {
   const names: Record<PrecisionChoice, string> = {
     auto: "model.onnx",
     fp32: "model.onnx",

@@ -147,7 +147,7 @@ function embeddingBody(request: EmbeddingRequest, output: EmbeddingOutput, serve
 }
 
 /** The first `dimensions` values, renormalised to unit length (a truncated unit vector is no longer one). */
-export function shorten(vector: ArrayLike<number>, dimensions?: number): Float32Array {
+function shorten(vector: ArrayLike<number>, dimensions?: number): Float32Array {
   if (dimensions !== undefined && dimensions > vector.length) {
     throw new InvalidRequestError(`'dimensions' is ${dimensions}; this model's embeddings have ${vector.length}`, "dimensions");
   }

@@ -21,7 +21,7 @@ import type { OpenAIRequest } from "./request.js";
 import { isObject } from "./errors.js";
 
 /** One token of the spec's estimate: a run of letters and digits, or one other non-space character. */
-export const TOKEN_PATTERN = /[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu;
+const TOKEN_PATTERN = /[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu;
 
 export function estimateTokens(text: string): number {
   return text.match(TOKEN_PATTERN)?.length ?? 0;
@@ -114,7 +114,7 @@ function finishAndUsage(item: Record<string, unknown>): { finishReason?: FinishR
 }
 
 /** OpenAI-style tool-call id. */
-export function callId(): string {
+function callId(): string {
   return `call_${randomUUID().replace(/-/g, "").slice(0, 24)}`;
 }
 

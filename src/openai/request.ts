@@ -10,7 +10,7 @@ import type { ChatMessage, ChatRequest, OutputFormat } from "../chat/types.js";
 import { parseContentParts } from "./content-parts.js";
 import { InvalidRequestError, isObject } from "./errors.js";
 
-export { InvalidRequestError, isObject } from "./errors.js";
+export { InvalidRequestError } from "./errors.js";
 
 /**
  * What the API behind the spec declares it honours (`openai: { accepts: [...] }` on the API): request fields of the

@@ -23,7 +23,7 @@ const usage = {
 
 const SSE = { type: "string", description: "`data: <chunk JSON>` events, the last one `data: [DONE]`" };
 
-export const OPENAI_ERROR_SCHEMA = {
+const OPENAI_ERROR_SCHEMA = {
   type: "object",
   required: ["error"],
   properties: {

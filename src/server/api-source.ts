@@ -158,7 +158,7 @@ export async function loadApi(source: ApiSource): Promise<ModelAPI> {
  * working directory when that file has no such module), and a `.js` (`.mjs`, `.cjs`) that does not exist but has a
  * `.ts` (`.mts`, `.cts`) beside it is that TypeScript file: the source, run through tsx.
  */
-export function resolveModulePath(module: string, caller: string | undefined): string {
+function resolveModulePath(module: string, caller: string | undefined): string {
   if (module.startsWith("file:")) return typeScriptTwin(fileURLToPath(module));
   if (path.isAbsolute(module)) return typeScriptTwin(module);
   const fromCaller = caller && /^\.\.?[\\/]/.test(module) ? typeScriptTwin(path.resolve(path.dirname(caller), module)) : undefined;

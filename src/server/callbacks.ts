@@ -73,7 +73,7 @@ const REQUEST_SIDE = ["onBeforeDecode", "onAfterDecode", "onBeforeEncode", "onAf
 
 export type CallbackFailure = (hook: string, error: unknown) => void;
 
-export function isCallbackSource(value: unknown): value is CallbackSource {
+function isCallbackSource(value: unknown): value is CallbackSource {
   const v = value as CallbackSource;
   return typeof v === "object" && v !== null && typeof v.module === "string" && typeof v.export === "string";
 }
@@ -94,7 +94,7 @@ export async function loadCallback(source: CallbackSource): Promise<Callback> {
  * Compose one hook of several callbacks into one function: undefined when none has it (so a server without callbacks
  * runs no code and allocates nothing for them), else each in order, waiting for those that return a promise.
  */
-export function compose<C>(hook: string, callbacks: Callback[], failed: CallbackFailure): ((ctx: C) => void | Promise<void>) | undefined {
+function compose<C>(hook: string, callbacks: Callback[], failed: CallbackFailure): ((ctx: C) => void | Promise<void>) | undefined {
   const fns = callbacks
     .filter((c) => typeof (c as Record<string, unknown>)[hook] === "function")
     .map((c) => ((c as Record<string, (ctx: C) => unknown>)[hook]).bind(c));

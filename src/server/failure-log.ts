@@ -32,7 +32,7 @@ export function withDetail<E extends HttpError>(error: E, detail: ErrorDetail | 
   return error;
 }
 
-export function detailOf(error: unknown): ErrorDetail | undefined {
+function detailOf(error: unknown): ErrorDetail | undefined {
   return typeof error === "object" && error !== null ? (error as Record<symbol, ErrorDetail | undefined>)[DETAIL] : undefined;
 }
 

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyPluginCallback } from 
 import { OptionError } from "./options.js";
 
 /** Smallest response body compressed: below it the bytes saved do not pay for the CPU (LitServe's GZip threshold). */
-export const COMPRESS_THRESHOLD = 1000;
+const COMPRESS_THRESHOLD = 1000;
 
 /**
  * gzip / brotli for answers of {@link COMPRESS_THRESHOLD} bytes or more, to clients that accept them (@fastify/compress,

@@ -17,7 +17,7 @@ import { clean, toHttpError } from "../api/errors.js";
 import { OptionError } from "./options.js";
 import type { SpecResponse } from "../api/spec.js";
 
-export const MCP_PATH = "/mcp";
+const MCP_PATH = "/mcp";
 /** The version this server reports in the MCP handshake: its tool interface, not the package. */
 const MCP_SERVER_VERSION = "1";
 

@@ -28,7 +28,7 @@ export async function registerDocs(app: FastifyInstance, options: { version: str
 }
 
 /** The catalogue's error body: `{"error": {"code", "message"}}`. */
-export const ERROR_SCHEMA = {
+const ERROR_SCHEMA = {
   type: "object",
   required: ["error"],
   properties: {

@@ -30,7 +30,7 @@ export interface PipelineOptions {
  * The request's id as callbacks and logs see it: fastify's id for now. Kept in this one place so that a request id
  * taken from the client (X-Request-Id) changes it everywhere at once.
  */
-export function requestIdOf(request: FastifyRequest): string {
+function requestIdOf(request: FastifyRequest): string {
   return request.id;
 }
 

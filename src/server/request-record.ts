@@ -37,7 +37,7 @@ export interface CallbackContext {
 }
 
 /** A hook on the request path: resolves (or returns) when the callbacks given for it are done. */
-export type RequestHook = (record: RequestRecord) => void | Promise<void>;
+type RequestHook = (record: RequestRecord) => void | Promise<void>;
 
 /** The request-side hooks an endpoint runs; each is absent when no callback gives it (absent costs nothing). */
 export interface RequestHooks {

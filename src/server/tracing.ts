@@ -11,7 +11,7 @@ import {
 } from "@opentelemetry/api";
 
 /** What tracing reads of a request's record (request-record.ts), kept structural so neither file imports the other. */
-export interface TracedRecord {
+interface TracedRecord {
   span: unknown;
   readonly endpoint: string;
   readonly requestId: string;
@@ -62,7 +62,7 @@ export function resetTracerCache(): void {
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** The caller's context from a W3C `traceparent` header, or the root when it has none (or an invalid one). */
-export function parentContext(traceparent: string | string[] | undefined): Context {
+function parentContext(traceparent: string | string[] | undefined): Context {
   if (typeof traceparent !== "string") return ROOT_CONTEXT;
   const match = TRACEPARENT.exec(traceparent.trim());
   if (!match || /^0+$/.test(match[1]) || /^0+$/.test(match[2])) return ROOT_CONTEXT;
@@ -75,7 +75,7 @@ export function parentContext(traceparent: string | string[] | undefined): Conte
 }
 
 /** A span's W3C `traceparent`. */
-export function traceparentOf(span: Span): string {
+function traceparentOf(span: Span): string {
   const c = span.spanContext();
   return `00-${c.traceId}-${c.spanId}-0${c.traceFlags & TraceFlags.SAMPLED}`;
 }

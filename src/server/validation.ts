@@ -11,7 +11,7 @@ export interface SchemaError {
 }
 
 /** An `invalid_body` 400 that names the field (`param`, as OpenAI's errors do) and the rule it broke. */
-export class InvalidBodyError extends HttpError {
+class InvalidBodyError extends HttpError {
   constructor(
     message: string,
     readonly param: string | null,
@@ -63,7 +63,7 @@ function describe(error: SchemaError, rule: string): string {
  * The field an error is about, as a path a person reads (`messages[0].role`): the instance path, plus the missing or
  * extra property that `required` / `additionalProperties` report on their parent object. null: the body itself.
  */
-export function fieldPath(error: SchemaError): string | null {
+function fieldPath(error: SchemaError): string | null {
   const parts = (error.instancePath ?? "")
     .split("/")
     .slice(1)
