@@ -69,6 +69,11 @@ describe("bench api against a batchwise server in a child process", () => {
     expect(table).toMatch(/^concurrency\s+requests\s+req\/s/);
     expect(table).toContain("server RSS MiB");
     expect(table.split("\n").length).toBeGreaterThanOrEqual(4);
+    // where this process tops out, from its measured CPU per request: the lower of the main thread's and the cores' ceilings
+    const level = report.levels[1];
+    const [, cap, mainCap, coreCap] = /c=8: .* tops out near ([\d,.]+) req\/s \(main thread ([\d,.]+), \d+ cores ([\d,.]+)\)/.exec(table)!.map((x) => Number(String(x).replace(/,/g, "")));
+    expect(cap).toBe(Math.min(mainCap, coreCap));
+    expect(mainCap).toBeCloseTo(1e6 / level.usage.mainThreadCpuMicrosPerRequest!, -2);
   });
 
   it("counts rejected requests as errors: a wrong path is a 404 for every request", async () => {

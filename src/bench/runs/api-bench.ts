@@ -1,4 +1,5 @@
 import { imagePayloads, listImages, runLoad, type BodyForm, type LoadResult, type RequestPayload } from "../load/load.js";
+import { availableCores } from "../../runtime/cores.js";
 import { cell, formatTable } from "../report/table.js";
 import { readMainThreadCpuMicros, withUsage, type UsagePoint } from "../load/usage.js";
 
@@ -144,5 +145,24 @@ export function formatApiTable(report: ApiBenchReport): string {
     "server CPU: percent of one core (200 = two cores busy); server RSS: peak of its process tree; machine CPU: percent of all cores, load generator included; client CPU: the load generator, percent of one core",
     ...(hasGpu ? [] : [`GPU: ${gpuNote ?? "not available"}`]),
   ];
-  return `${table}\n${notes.map((n) => `  ${n}`).join("\n")}`;
+  const caps = report.levels.flatMap((l) => capacityLine(l));
+  return `${table}\n${[...notes, ...caps].map((n) => `  ${n}`).join("\n")}`;
+}
+
+/**
+ * Where this server process tops out, from the CPU it spent per request: its one main thread (HTTP, decode and
+ * encode calls, the hop to the workers) can give at most a second per second, every thread together at most the
+ * cores. Whichever ceiling is lower binds first; past it, more workers or cores do not help one process (see the
+ * `apiServers` option).
+ */
+function capacityLine(level: ApiBenchLevel, cores = availableCores()): string[] {
+  const { serverCpuMicrosPerRequest: all, mainThreadCpuMicrosPerRequest: main } = level.usage;
+  if (!all || !main) return [];
+  const mainCap = 1e6 / main;
+  const coresCap = (cores * 1e6) / all;
+  const binds = mainCap < coresCap ? "the main thread binds first: more API servers (apiServers) would lift it" : `the ${cores} cores bind first`;
+  return [
+    `c=${level.concurrency}: ${cell(all, 0)} µs server CPU per request, ${cell(main, 0)} µs of it on the main thread → ` +
+      `tops out near ${cell(Math.min(mainCap, coresCap), 0)} req/s (main thread ${cell(mainCap, 0)}, ${cores} cores ${cell(coresCap, 0)}): ${binds}`,
+  ];
 }
