@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 // (the built package's declarations, through the package's own name), type-checked by the project's TypeScript.
 
 const root = path.resolve(".");
-const ENTRY_POINTS = ["src/index.ts", "src/openai/index.ts", "src/classifier/index.ts", "src/chat/index.ts", "src/bench/index.ts"];
+const ENTRY_POINTS = ["src/index.ts", "src/openai/index.ts", "src/classifier/index.ts", "src/chat/index.ts", "src/embeddings/index.ts", "src/bench/index.ts"];
 
 /** The entry points and every module they re-export from (`export … from "./x.js"`). */
 function publicModules(): string[] {
@@ -94,7 +94,7 @@ export class WrongStream extends ModelAPI<{ x: number }, number, number, { y: nu
   it("no relative or internal import in an example (users import the package)", () => {
     for (const example of examples()) {
       for (const match of example.code.matchAll(/from\s+"([^"]+)"/g)) {
-        expect(match[1], `${example.file}:${example.line}`).toMatch(/^(batchwise(\/(openai|classifier|chat|bench))?|node:[\w/]+|openai)$/);
+        expect(match[1], `${example.file}:${example.line}`).toMatch(/^(batchwise(\/(openai|classifier|chat|embeddings|bench))?|node:[\w/]+|openai)$/);
       }
     }
   });

@@ -12,6 +12,9 @@
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { embeddingModel, openAIEmbeddingSpec } from "batchwise/embeddings";
+ *
  * const server = await createServer({ api: embeddingModel({ model: "aidreams260K" }), spec: openAIEmbeddingSpec(), maxBatchSize: 32 });
  * ```
  */

@@ -9,6 +9,10 @@
  *
  * @example
  * ```ts
+ * import OpenAI from "openai";
+ * import { createServer } from "batchwise";
+ * import { embeddingModel, openAIEmbeddingSpec } from "batchwise/embeddings";
+ *
  * const server = await createServer({ api: embeddingModel({ model: "aidreams260K" }), spec: openAIEmbeddingSpec(), maxBatchSize: 32 });
  * const client = new OpenAI({ baseURL: `${await server.listen()}/v1`, apiKey: "unused" });
  * const { data } = await client.embeddings.create({ model: "aidreams260K", input: ["a dream", "a cat"] });
