@@ -23,9 +23,11 @@ const blocks: Block[] = [];
 const unmarked: string[] = [];
 for (const file of documents) {
   const text = readFileSync(file, "utf8");
-  for (const match of text.matchAll(/(?:<!-- readme-test: ([^\n]*?) -->\n)?```(\w*)\n([\s\S]*?)```/g)) {
+  // a `<!-- doc-test: NAME -->` block is run by its page's own test (test/extension-points*.test.ts)
+  for (const match of text.matchAll(/(?:<!-- readme-test: ([^\n]*?) -->\n)?(?:<!-- doc-test: ([^\n]*?) -->\n)?```(\w*)\n([\s\S]*?)```/g)) {
     const where = `${file}:${text.slice(0, match.index).split("\n").length}`;
-    const [, role, lang, code] = match;
+    const [, marked, docTest, lang, code] = match;
+    const role = marked ?? (docTest ? `skip (doc-test ${docTest}, run by its page's test)` : undefined);
     if (!["sh", "bash", "ts", "typescript"].includes(lang)) continue;
     if (!role) unmarked.push(`${where} (${lang})`);
     else blocks.push({ role, lang, code, where });
