@@ -138,9 +138,9 @@ interface Spread {
   max: number;
 }
 
-/** The notebook's "within noise" rule, restated: |Δ median| ≤ the wider of the two min–max ranges. */
+/** The notebooks' "within noise" rule, restated: the two min–max ranges overlap. */
 function change(before: Spread, after: Spread): string {
-  const noise = Math.abs(after.median - before.median) <= Math.max(before.max - before.min, after.max - after.min);
+  const noise = after.min <= before.max && before.min <= after.max;
   return `×${(after.median / before.median).toFixed(2)} (within noise: ${noise ? "yes" : "no"})`;
 }
 

@@ -9,12 +9,14 @@ import { errorBars, formatSpread, type RepeatedLevel, type Spread } from "./note
  */
 
 const MAX_COLUMNS = 6;
+/** A number, a median with its range, a percentage, a ratio, or nothing: what a right-aligned column holds. */
+const NUMERIC = /^(-?[\d.,]+( \(-?[\d.,]+–-?[\d.,]+\))?( %)?|×.*|—|n\/a|)$/;
 
 /** An HTML table of at most six columns (a wider one wraps on a laptop screen: put the rest in the JSON). */
 export function tableHtml(headers: string[], rows: (string | number)[][], caption?: string): string {
   if (headers.length > MAX_COLUMNS) throw new RangeError(`a notebook table has at most ${MAX_COLUMNS} columns, got ${headers.length}`);
   // Numbers align right, words (a configuration's name) left.
-  const numeric = headers.map((_, i) => rows.every((r) => /^[-\d.×—]|^n\/a$|^$/.test(String(r[i] ?? ""))));
+  const numeric = headers.map((_, i) => rows.every((r) => NUMERIC.test(String(r[i] ?? ""))));
   const style = (i: number) => `padding:2px 10px;text-align:${numeric[i] ? "right" : "left"};border-bottom:1px solid #ddd`;
   const head = headers.map((h, i) => `<th style="${style(i)}">${escapeHtml(h)}</th>`).join("");
   const body = rows.map((r) => `<tr>${r.map((c, i) => `<td style="${style(i)}">${escapeHtml(String(c))}</td>`).join("")}</tr>`).join("");

@@ -75,12 +75,12 @@ export function baselineSpread(result: BaselineResult): Spread {
 }
 
 /**
- * Whether `after` differs from `before` by more than the noise: the difference of the medians against the wider of
- * the two min–max ranges. Within that range the runs of one configuration already disagree with each other as much.
+ * Whether `after` differs from `before` by more than the noise: within noise when the two min–max ranges overlap,
+ * i.e. some run of one configuration measured as much as some run of the other — the difference is then no larger
+ * than what repeating a single configuration already produces. Only ranges apart from each other count as a change.
  */
 export function compareSpreads(before: Spread, after: Spread): { ratio: number; withinNoise: boolean } {
-  const range = Math.max(before.max - before.min, after.max - after.min);
-  return { ratio: after.median / before.median, withinNoise: Math.abs(after.median - before.median) <= range };
+  return { ratio: after.median / before.median, withinNoise: after.min <= before.max && before.min <= after.max };
 }
 
 /** "×0.83 (within noise: no)" */

@@ -45,12 +45,20 @@ export function readSequence(read: (file: string) => any): { rows: SequenceRow[]
   return { rows, ceilings, missing };
 }
 
+/**
+ * The ceiling a row is measured against: the model alone in the row's own precision when one was saved (05's int8
+ * rows against the int8 model), else the first one (02's fp32 model).
+ */
+function ceilingOf(row: SequenceRow, ceilings: SequenceCeiling[]): SequenceCeiling | undefined {
+  const precision = /\b(int8|fp16|bf16|fp32)\b/.exec(row.name)?.[1];
+  return (precision && ceilings.find((c) => c.name.includes(precision))) || ceilings[0];
+}
+
 /** The running table (≤ 6 columns) and a two-panel chart: req/s against the ceiling, and p50. */
-export function displaySequence(read: (file: string) => any): { rows: SequenceRow[]; ceilings: SequenceCeiling[] } {
+export function displaySequence(read: (file: string) => any): void {
   const { rows, ceilings, missing } = readSequence(read);
   if (missing.length) console.log(`not in the table yet (notebook not run): ${missing.join(", ")}`);
-  if (!rows.length) return { rows, ceilings };
-  const ceiling = ceilings[0];
+  if (!rows.length) return;
   displayTable(
     ["notebook", "configuration", "clients", "req/s", "p50 ms", "% of ceiling"],
     [
@@ -60,14 +68,13 @@ export function displaySequence(read: (file: string) => any): { rows: SequenceRo
         r.concurrency,
         formatSpread(r.requestsPerSecond),
         formatSpread(r.p50),
-        ceiling ? `${((100 * r.requestsPerSecond.median) / ceiling.imagesPerSecond.median).toFixed(0)} %` : "n/a",
+        ceilingOf(r, ceilings) ? `${((100 * r.requestsPerSecond.median) / ceilingOf(r, ceilings)!.imagesPerSecond.median).toFixed(0)} %` : "n/a",
       ]),
-      ...ceilings.map((c) => ["ceiling", c.name, "—", formatSpread(c.imagesPerSecond), "—", "100 %"]),
+      ...ceilings.map((c) => ["ceiling", c.name, "—", formatSpread(c.imagesPerSecond), "—", "—"]),
     ],
-    "median (min–max) of each step's runs; the ceiling is the model alone in-process at batch 64 (images/s)",
+    "median (min–max) of each step's runs; a ceiling is the model alone in-process at batch 64 (images/s), and each row's % is of the ceiling in its own precision (fp32 unless named)",
   );
   displayFigure(sequenceFigure(rows, ceilings), { height: 440 });
-  return { rows, ceilings };
 }
 
 /** Left: requests/s per step with the ceilings as dotted lines; right: p50 per step. Two panels, no shared axis. */
