@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { batchShareFigure, compareSpreads, formatChange, formatSpread, pickBest, spread, summarizeLevels, tableHtml, type ApiBenchLevel } from "../src/bench/index.js";
-import { sequenceFigure } from "../src/bench/notebook-sequence.js";
+import { loadNote, sequenceFigure } from "../src/bench/notebook-sequence.js";
 
 // The notebooks' noise rules and learner-facing outputs, on fixed inputs: what "within noise" means, that a tie never
 // names a best configuration, that tables stay narrow, and that the batch histogram counts images, not batches.
@@ -75,5 +75,13 @@ describe("learner-facing outputs", () => {
     expect(layout.yaxis2.overlaying).toBeUndefined();
     expect(layout.xaxis.domain[1]).toBeLessThan(layout.xaxis2.domain[0]);
     expect(layout.shapes[0].y0).toBe(310);
+  });
+
+  it("warns under the sequence table when its steps ran under different loads", () => {
+    const even = loadNote([{ file: "02-measure.json", load: 1.2, cores: 2 }, { file: "03-batching.json", load: 1.6, cores: 2 }]);
+    expect(even).toBe("1-minute load average when each notebook saved its numbers: 02 1.2 · 03 1.6 (2 cores)");
+    const uneven = loadNote([{ file: "02-measure.json", load: 27.9, cores: 2 }, { file: "04-workers.json", load: 9.3, cores: 2 }]);
+    expect(uneven).toContain("⚠ the steps ran under different loads");
+    expect(loadNote([])).toBeNull();
   });
 });

@@ -71,7 +71,7 @@ export type { NotebookEnvironment } from "./notebook.js";
 export { spread, repeatApiBench, summarizeLevels, baselineSpread, compareSpreads, formatChange, pickBest, formatSpread, errorBars } from "./notebook-runs.js";
 export type { Spread, RepeatedLevel } from "./notebook-runs.js";
 export { tableHtml, displayTable, displayLevels, infoFields, thisRun, saveWithSummary, spreadVsConcurrency, spreadBars, batchShareFigure, batchSizeSum } from "./notebook-display.js";
-export { readSequence, displaySequence, sequenceFigure, SEQUENCE_FILES } from "./notebook-sequence.js";
+export { readSequence, displaySequence, sequenceFigure, loadNote, SEQUENCE_FILES } from "./notebook-sequence.js";
 export type { SequenceRow, SequenceCeiling } from "./notebook-sequence.js";
 
 // figures

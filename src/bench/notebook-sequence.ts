@@ -29,10 +29,17 @@ export interface SequenceCeiling {
 export const SEQUENCE_FILES = ["02-measure.json", "03-batching.json", "04-workers.json", "05-precision.json"];
 
 /** Rows and ceilings saved so far by 02–05, in order (`read` is the notebook environment's `readPrevious`). */
-export function readSequence(read: (file: string) => any): { rows: SequenceRow[]; ceilings: SequenceCeiling[]; missing: string[] } {
+export function readSequence(read: (file: string) => any): {
+  rows: SequenceRow[];
+  ceilings: SequenceCeiling[];
+  missing: string[];
+  /** The 1-minute load average each notebook saved with its numbers (absent from older files). */
+  loads: { file: string; load: number; cores: number }[];
+} {
   const rows: SequenceRow[] = [];
   const ceilings: SequenceCeiling[] = [];
   const missing: string[] = [];
+  const loads: { file: string; load: number; cores: number }[] = [];
   for (const file of SEQUENCE_FILES) {
     const saved = read(file);
     if (!saved?.sequence) {
@@ -41,8 +48,20 @@ export function readSequence(read: (file: string) => any): { rows: SequenceRow[]
     }
     rows.push(...(saved.sequence.rows ?? []));
     ceilings.push(...(saved.sequence.ceilings ?? []));
+    if (typeof saved.loadAverage1m === "number") loads.push({ file, load: saved.loadAverage1m, cores: saved.cores ?? 1 });
   }
-  return { rows, ceilings, missing };
+  return { rows, ceilings, missing, loads };
+}
+
+/** One line on how busy the machine was at each step, with a warning when the steps ran under different loads. */
+export function loadNote(loads: { file: string; load: number; cores: number }[]): string | null {
+  if (!loads.length) return null;
+  const line = `1-minute load average when each notebook saved its numbers: ${loads.map((l) => `${l.file.slice(0, 2)} ${l.load.toFixed(1)}`).join(" · ")} (${loads[0].cores} cores)`;
+  const values = loads.map((l) => l.load);
+  const [low, high] = [Math.min(...values), Math.max(...values)];
+  // Both a busy machine and a load that changed by more than half the cores between steps make steps incomparable.
+  const uneven = high > loads[0].cores && high - low > loads[0].cores / 2;
+  return uneven ? `${line}\n⚠ the steps ran under different loads: a difference between them may be the machine, not the step` : line;
 }
 
 /**
@@ -56,9 +75,11 @@ function ceilingOf(row: SequenceRow, ceilings: SequenceCeiling[]): SequenceCeili
 
 /** The running table (≤ 6 columns) and a two-panel chart: req/s against the ceiling, and p50. */
 export function displaySequence(read: (file: string) => any): void {
-  const { rows, ceilings, missing } = readSequence(read);
+  const { rows, ceilings, missing, loads } = readSequence(read);
   if (missing.length) console.log(`not in the table yet (notebook not run): ${missing.join(", ")}`);
   if (!rows.length) return;
+  const note = loadNote(loads);
+  if (note) console.log(note);
   displayTable(
     ["notebook", "configuration", "clients", "req/s", "p50 ms", "% of ceiling"],
     [
