@@ -82,6 +82,10 @@ describe("learner-facing outputs", () => {
     expect(even).toBe("1-minute load average when each notebook saved its numbers: 02 1.2 · 03 1.6 (2 cores)");
     const uneven = loadNote([{ file: "02-measure.json", load: 27.9, cores: 2 }, { file: "04-workers.json", load: 9.3, cores: 2 }]);
     expect(uneven).toContain("⚠ the steps ran under different loads");
+    // Busy throughout, but evenly: one warning, not the other.
+    const busy = loadNote([{ file: "02-measure.json", load: 7.2, cores: 2 }, { file: "03-batching.json", load: 8.4, cores: 2 }]);
+    expect(busy).toContain("⚠ the machine was busy");
+    expect(busy).not.toContain("different loads");
     expect(loadNote([])).toBeNull();
   });
 });

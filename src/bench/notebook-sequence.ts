@@ -53,15 +53,20 @@ export function readSequence(read: (file: string) => any): {
   return { rows, ceilings, missing, loads };
 }
 
-/** One line on how busy the machine was at each step, with a warning when the steps ran under different loads. */
+/**
+ * One line on how busy the machine was at each step, with a warning when other work competed for the cores and
+ * another when the steps ran under different loads (then a difference between steps may be the machine's).
+ */
 export function loadNote(loads: { file: string; load: number; cores: number }[]): string | null {
   if (!loads.length) return null;
-  const line = `1-minute load average when each notebook saved its numbers: ${loads.map((l) => `${l.file.slice(0, 2)} ${l.load.toFixed(1)}`).join(" · ")} (${loads[0].cores} cores)`;
+  const cores = loads[0].cores;
+  const lines = [`1-minute load average when each notebook saved its numbers: ${loads.map((l) => `${l.file.slice(0, 2)} ${l.load.toFixed(1)}`).join(" · ")} (${cores} cores)`];
   const values = loads.map((l) => l.load);
   const [low, high] = [Math.min(...values), Math.max(...values)];
-  // Both a busy machine and a load that changed by more than half the cores between steps make steps incomparable.
-  const uneven = high > loads[0].cores && high - low > loads[0].cores / 2;
-  return uneven ? `${line}\n⚠ the steps ran under different loads: a difference between them may be the machine, not the step` : line;
+  if (high > cores) lines.push("⚠ the machine was busy: other work competed for the cores during these steps");
+  // A change of half the cores, or of a third of the highest load, is more than a busy machine's usual drift.
+  if (high - low > Math.max(cores / 2, 0.3 * high)) lines.push("⚠ the steps ran under different loads: a difference between them may be the machine, not the step");
+  return lines.join("\n");
 }
 
 /**
