@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The image classifier as `npm start` serves it, configured by environment variables (README, "Scaling out"):
+# The image classifier as `npm start` serves it, configured by environment variables (docs/scaling-out.md):
 #   docker build -t batchwise .
 #   docker run --rm -p 8000:8000 -v "$PWD/../shared/models:/models:ro" batchwise
 # Models: mounted at /models (BATCHWISE_MODELS_DIR); or baked in from a folder of the build context

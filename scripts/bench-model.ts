@@ -11,7 +11,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import ort from "onnxruntime-node";
-import { IMAGE_VALUES, referencePreprocess } from "../src/apps/image-preprocess.js";
+import { IMAGE_VALUES, referencePreprocess } from "../src/classifier/image-preprocess.js";
 import { runChunked } from "../src/runtime/chunked-run.js";
 
 const args = process.argv.slice(2);

@@ -3,7 +3,7 @@
  * interleaved so the three pipelines see the same machine load:
  *   defaults   sharp with its defaults (ICC colour transform, metadata parsed) — what a first version does
  *   reference  the straight pipeline: full decode, ICC ignored like PIL, linear resize, centre crop
- *   fast       src/apps/image-preprocess.ts
+ *   fast       src/classifier/image-preprocess.ts
  *   native     the native JPEG path's call alone (native/jpeg_preprocess.c: decode at a DCT scale, resample, normalise),
  *              on the raw bytes — the figure issue 14's "preprocessing ≤ 2.5 ms" is about; its instruction count per
  *              image: valgrind --tool=callgrind native/fuzz/replay (see that file)
@@ -15,9 +15,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
-import { ImageClassifierAPI, type ImageInput } from "../src/apps/image-classifier.js";
-import { IMAGE_VALUES, hwcToChw, normalize, preprocessBase64, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
-import { nativeJpeg } from "../src/apps/jpeg-native.js";
+import { ImageClassifierAPI, type ImageInput } from "../src/classifier/image-classifier.js";
+import { IMAGE_VALUES, hwcToChw, normalize, preprocessBase64, referencePreprocess, resizePlan } from "../src/classifier/image-preprocess.js";
+import { nativeJpeg } from "../src/classifier/jpeg-native.js";
 
 const args = process.argv.slice(2);
 const runsFlag = args.indexOf("--runs");

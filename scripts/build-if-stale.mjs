@@ -5,7 +5,7 @@
  * server's life. The test suite's global setup calls this too.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,6 +19,8 @@ export function buildIfStale() {
   execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", path.join(root, "tsconfig.build.json")], {
     stdio: "inherit",
   });
+  // The bin, executable as npm makes it in an installed package: `npx batchwise` in this checkout runs it.
+  chmodSync(path.join(root, "dist", "cli.js"), 0o755);
   writeFileSync(stamp, new Date().toISOString());
   return true;
 }

@@ -8,26 +8,13 @@
  * server's open file descriptors: at baseline, with the idle connections open, and after they closed.
  * The keep-alive timeout is longer than a run so the idle connections stay open through it.
  */
-import { parseArgs } from "node:util";
-import { busyClients, fdCount, openIdleConnections } from "../src/bench/connection-storm.js";
-import { noopApi } from "../src/bench/noop-api.js";
-import { startServerProcess } from "../src/bench/server-process.js";
-import { percentile } from "../src/bench/stats.js";
+import { scriptFlags } from "../src/bench/flags.js";
+import { busyClients, fdCount, openIdleConnections } from "../src/bench/load/connection-storm.js";
+import { noopApi } from "../src/bench/servers/noop-api.js";
+import { startServerProcess } from "../src/bench/servers/server-process.js";
+import { percentile } from "../src/bench/load/stats.js";
 
-const { values } = parseArgs({
-  options: {
-    idle: { type: "string", default: "2000" },
-    busy: { type: "string", default: "64" },
-    seconds: { type: "string", default: "6" },
-    rounds: { type: "string", default: "3" },
-    "keep-alive": { type: "string", default: "12" },
-  },
-});
-const idle = Number(values.idle);
-const busy = Number(values.busy);
-const seconds = Number(values.seconds);
-const rounds = Number(values.rounds);
-const keepAlive = Number(values["keep-alive"]);
+const { idle, busy, seconds, rounds, keepAlive } = scriptFlags("connection-storm");
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's headless-capable Chromium, which `renderPng` (src/plot/plotly.ts) uses to export report charts
+# Installs Debian's headless-capable Chromium, which `renderPng` (src/bench/report/figures/png.ts) uses to export report charts
 # as PNG. Optional: without it the benchmark report is still written as HTML and PNG export is skipped with a message.
 set -euo pipefail
 

@@ -3,25 +3,27 @@
  * calibrated on sample photos preprocessed exactly as the classifier serves them (src/runtime/quantize.ts).
  * Writes nothing into the models folder: the output goes to data/cache/ (gitignored) unless a path is given; serve
  * it with `npm start -- --model <file>`. Top-1 and max |Δp| against the fp32 model are printed for every photo.
- * Usage: npx tsx scripts/quantize-model.ts [FP32_ONNX] [OUT_ONNX] [--images DIR]
+ * `--reduce-range` writes 7-bit weights, which x86 CPUs without VNNI (AVX2 only) compute without overflow.
+ * Usage: npx tsx scripts/quantize-model.ts [FP32_ONNX] [OUT_ONNX] [--images DIR] [--reduce-range]
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { softmaxRows } from "../src/apps/labels.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { softmaxRows } from "../src/classifier/labels.js";
 import { modelsDir } from "../src/runtime/models.js";
 import { createSession, ort } from "../src/runtime/onnx.js";
 import { quantizeModel } from "../src/runtime/quantize.js";
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
-import { normalize } from "../src/apps/image-preprocess.js";
+import { normalize } from "../src/classifier/image-preprocess.js";
 
 const args = process.argv.slice(2);
 const imagesFlag = args.indexOf("--images");
 const imagesDir = path.resolve(imagesFlag >= 0 ? args[imagesFlag + 1] : path.join("..", "shared", "images"));
+const reduceRange = args.includes("--reduce-range");
 const positional = args.filter((a, i) => !a.startsWith("--") && args[i - 1] !== "--images");
 const source = positional[0] ?? path.join(modelsDir(), "mobilenetv2-12", "mobilenetv2-12-fp32.onnx");
-const out = positional[1] ?? path.join("data", "cache", `${path.basename(source, ".onnx").replace(/-fp32$/, "")}-qdq-int8.onnx`);
+const out = positional[1] ?? path.join("data", "cache", `${path.basename(source, ".onnx").replace(/-fp32$/, "")}-qdq${reduceRange ? "-reduced" : ""}-int8.onnx`);
 
 const photos = readdirSync(imagesDir).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort();
 if (photos.length === 0) throw new Error(`No photos to calibrate on in ${imagesDir}`);
@@ -32,7 +34,7 @@ const dims = [photos.length, 3, 224, 224];
 
 const fp32 = readFileSync(source);
 const started = performance.now();
-const quantized = quantizeModel(fp32, await calibrate(fp32, [{ data, dims }]));
+const quantized = quantizeModel(fp32, await calibrate(fp32, [{ data, dims }]), { reduceRange });
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, quantized);
 console.log(`${out}: ${(quantized.length / 2 ** 20).toFixed(2)} MiB, quantized in ${((performance.now() - started) / 1000).toFixed(1)} s, calibrated on ${photos.length} photos`);

@@ -1,9 +1,9 @@
 /**
- * The README's option and error tables, generated from their declarations (src/server/options.ts, errors.ts).
- * `npm run readme:tables` rewrites them in place; test/readme-tables.test.ts fails when they differ.
+ * The option and error tables of docs/reference.md, generated from their declarations (src/server/options.ts,
+ * src/api/errors.ts). `npm run readme:tables` rewrites them in place; test/readme-tables.test.ts fails when they differ.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { errorCodes } from "../src/server/errors.js";
+import { errorCodes } from "../src/api/errors.js";
 import { OPTIONS } from "../src/server/options.js";
 
 export function optionsTable(): string {
@@ -22,18 +22,21 @@ export function errorTable(): string {
 
 const TABLES: Record<string, () => string> = { options: optionsTable, errors: errorTable };
 
-/** The README with every generated table replaced by its current rendering. */
+/** The document that holds the generated tables. */
+export const TABLES_FILE = "docs/reference.md";
+
+/** The document with every generated table replaced by its current rendering. */
 export function renderReadme(readme: string): string {
   let out = readme;
   for (const [name, render] of Object.entries(TABLES)) {
     const pattern = new RegExp(`(<!-- table:${name} -->\\n)[\\s\\S]*?(<!-- /table:${name} -->)`);
-    if (!pattern.test(out)) throw new Error(`README.md has no <!-- table:${name} --> … <!-- /table:${name} --> block`);
+    if (!pattern.test(out)) throw new Error(`${TABLES_FILE} has no <!-- table:${name} --> … <!-- /table:${name} --> block`);
     out = out.replace(pattern, (_m, start: string, end: string) => `${start}${render()}\n${end}`);
   }
   return out;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  writeFileSync("README.md", renderReadme(readFileSync("README.md", "utf8")));
-  console.log("README.md tables regenerated");
+  writeFileSync(TABLES_FILE, renderReadme(readFileSync(TABLES_FILE, "utf8")));
+  console.log(`${TABLES_FILE} tables regenerated`);
 }

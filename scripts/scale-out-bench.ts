@@ -1,39 +1,28 @@
 /**
- * Throughput and tail latency of 1, 2 and 3 classifier replicas behind HAProxy on this machine (README, "Scaling
- * out"), plus one replica reached directly (what HAProxy's hop costs). Three replicas start once; each round puts
+ * Throughput and tail latency of 1, 2 and 3 classifier replicas behind HAProxy on this machine (docs/scaling-out.md),
+ * plus one replica reached directly (what HAProxy's hop costs). Three replicas start once; each round puts
  * an HAProxy in front of the first N and runs a closed-loop load of real photos. Rounds interleave the
  * configurations (1, 2, 3, direct, 1, 2, 3, direct, …) so a busy neighbour on a shared machine hits them alike.
  *
  *   node --import tsx scripts/scale-out-bench.ts [--rounds 2] [--requests 480] [--concurrency 32] [--form binary|json (default: binary if the server takes raw images)]
  */
-import { parseArgs } from "node:util";
-import { defaultImagesDir, imagePayloads, listImages, runLoad, type BodyForm, type LoadResult } from "../src/bench/load.js";
+import { scriptFlags } from "../src/bench/flags.js";
+import { defaultImagesDir, imagePayloads, listImages, runLoad, type BodyForm, type LoadResult } from "../src/bench/load/load.js";
 import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica } from "./haproxy/cluster.js";
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: "string", default: "2" },
-    requests: { type: "string", default: "480" },
-    concurrency: { type: "string", default: "32" },
-    form: { type: "string" },
-    "max-batch-size": { type: "string", default: "64" },
-  },
-});
-const rounds = Number(values.rounds);
-const requests = Number(values.requests);
-const concurrency = Number(values.concurrency);
+const { rounds, requests, concurrency, form: formFlag, maxBatchSize } = scriptFlags("scale-out-bench");
 
 const replicas: Replica[] = [];
 let proxy: Haproxy | undefined;
 
 async function main() {
-  for (let i = 0; i < 3; i++) replicas.push(new Replica(`r${i + 1}`, await freePort(), { args: ["--max-batch-size", values["max-batch-size"]!] }));
+  for (let i = 0; i < 3; i++) replicas.push(new Replica(`r${i + 1}`, await freePort(), { args: ["--max-batch-size", String(maxBatchSize)] }));
   await Promise.all(replicas.map((r) => r.start()));
-  const form = (values.form ?? (await bodyFormOf(replicas[0].url))) as BodyForm;
+  const form: BodyForm = formFlag ?? (await bodyFormOf(replicas[0].url));
   const payloads = await imagePayloads(await listImages(defaultImagesDir()), form);
   checkBodiesFitBuffer(payloads);
   console.log(
-    `3 replicas (1 worker × 1 thread each, batching ${values["max-batch-size"]}), c=${concurrency}, ${requests} requests per run, ` +
+    `3 replicas (1 worker × 1 thread each, batching ${maxBatchSize}), c=${concurrency}, ${requests} requests per run, ` +
       `${payloads.length} photos as ${form} bodies, ${rounds} round(s)`,
   );
 

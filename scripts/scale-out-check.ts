@@ -1,5 +1,5 @@
 /**
- * The multi-replica check (README, "Scaling out"; run by .ci/run): three classifier replicas on 127.0.0.1 behind a
+ * The multi-replica check (docs/scaling-out.md; run by .ci/run): three classifier replicas on 127.0.0.1 behind a
  * real HAProxy that health-checks GET /readyz, under continuous load (32 clients, the sample photos as raw image
  * bodies, or base64 JSON where the server takes no raw images). While the load runs it
  *   (a) restarts every replica in turn with SIGTERM (drain, exit, start again, wait until HAProxy has it back);
@@ -12,19 +12,13 @@
  *
  *   node --import tsx scripts/scale-out-check.ts [--concurrency 32] [--watchdog-seconds 600]
  */
-import { parseArgs } from "node:util";
-import { defaultImagesDir, imagePayloads, listImages } from "../src/bench/load.js";
-import { summarize } from "../src/bench/stats.js";
+import { scriptFlags } from "../src/bench/flags.js";
+import { defaultImagesDir, imagePayloads, listImages } from "../src/bench/load/load.js";
+import { summarize } from "../src/bench/load/stats.js";
 import { bodyFormOf, checkBodiesFitBuffer, freePort, Haproxy, Replica, sleep } from "./haproxy/cluster.js";
 import { startLoad, type RequestRecord, type RunningLoad } from "./haproxy/load.js";
 
-const { values } = parseArgs({
-  options: {
-    concurrency: { type: "string", default: "32" },
-    "watchdog-seconds": { type: "string", default: "600" },
-  },
-});
-const concurrency = Number(values.concurrency);
+const { concurrency, watchdogSeconds } = scriptFlags("scale-out-check");
 const REPLICAS = 3;
 
 const replicas: Replica[] = [];
@@ -37,9 +31,9 @@ async function cleanup() {
 }
 
 const watchdog = setTimeout(() => {
-  console.error(`scale-out check: watchdog fired after ${values["watchdog-seconds"]} s`);
+  console.error(`scale-out check: watchdog fired after ${watchdogSeconds} s`);
   void cleanup().finally(() => process.exit(1));
-}, Number(values["watchdog-seconds"]) * 1000);
+}, watchdogSeconds * 1000);
 
 interface Phase {
   name: string;

@@ -4,10 +4,10 @@
  * when used (the chat model pulls in transformers.js, which the classifier does not need).
  */
 const usage = `Usage:
-  batchwise serve classifier|chat [--port N] [--host H] [--max-batch-size N] [--batch-timeout SECONDS]
+  batchwise serve classifier|chat|embeddings [--port N] [--host H] [--max-batch-size N] [--batch-timeout SECONDS]
                   [--workers N] [--threads-per-worker N] [--precision auto|fp32|fp16|bf16|int8]
                   [--accelerator auto|cpu|cuda|webgpu] [--model ID_OR_PATH] [--labels cat-dog|imagenet]
-                  [--timeout SECONDS] [--predict-timeout SECONDS] [--max-queue-size N] [--api-key KEY]
+                  [--timeout SECONDS] [--predict-timeout SECONDS] [--max-queue-size N] [--api-key KEY] [--mcp]
                   (env: PORT, BATCHWISE_HOST, BATCHWISE_API_KEY, BATCHWISE_MODELS_DIR)
   batchwise bench baseline|pipeline|api|suite|overhead|precision|llm|stream … [--json FILE]
   batchwise client predict IMAGE [--url URL]
@@ -18,7 +18,7 @@ const commands: Record<string, () => Promise<(argv: string[]) => Promise<unknown
   serve: async () => (await import("./cli/serve.js")).runServe,
   bench: async () => (await import("./bench/cli.js")).runBenchCli,
   client: async () => (await import("./cli/client.js")).runClient,
-  soak: async () => (await import("./bench/soak.js")).runSoakCli,
+  soak: async () => (await import("./bench/cli.js")).runSoakCli,
 };
 
 async function main(argv: string[]) {

@@ -1,12 +1,13 @@
 import { mkdtemp, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatApiTable, runApiBench } from "../src/bench/api-bench.js";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { formatApiTable, runApiBench } from "../src/bench/runs/api-bench.js";
 import { runBenchCli } from "../src/bench/cli.js";
-import { formatOverheadTable, runOverhead } from "../src/bench/overhead.js";
-import { startServerProcess, type ServerProcess } from "../src/bench/server-process.js";
-import { hasNvidiaSmi } from "../src/bench/usage.js";
+import { formatOverheadTable, runOverhead } from "../src/bench/runs/overhead.js";
+import { startServerProcess, type ServerProcess } from "../src/bench/servers/server-process.js";
+import { hasNvidiaSmi } from "../src/bench/load/usage.js";
+import { describeCpu } from "../src/runtime/cpu-features.js";
 import { noopApi } from "./fixtures/noop-api.js";
 import { imagesDir } from "./helpers/paths.js";
 
@@ -54,6 +55,9 @@ describe("bench api against a batchwise server in a child process", () => {
       // The server worked, so its process used CPU; the figure is a number, not "not available".
       expect(typeof level.usage.serverCpu).toBe("number");
       expect(level.usage.serverCpu!).toBeGreaterThan(0);
+      // per request: the process's CPU over the level's requests, and its main thread's share of it (from /proc)
+      expect(level.usage.serverCpuMicrosPerRequest!).toBeCloseTo(((level.usage.serverCpu! / 100) * level.wallSeconds * 1e6) / level.requests, 6);
+      expect(level.usage.mainThreadCpuMicrosPerRequest!).toBeGreaterThanOrEqual(0);
       expect(level.usage.series.length).toBeGreaterThan(0);
       if (!hasNvidiaSmi()) {
         expect(level.usage.gpuUtilization).toBeNull();
@@ -78,8 +82,18 @@ describe("bench api against a batchwise server in a child process", () => {
 
   it("runs from the CLI and writes --json", async () => {
     const file = path.join(await mkdtemp(path.join(os.tmpdir(), "bench-api-")), "api.json");
-    await runBenchCli(["api", "--url", server.url, "--concurrency", "2", "--requests", "10", "--images", imagesDir, "--server-pid", String(server.pid), "--json", file]);
+    const printed: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((line: string) => void printed.push(line));
+    try {
+      await runBenchCli(["api", "--url", server.url, "--concurrency", "2", "--requests", "10", "--images", imagesDir, "--server-pid", String(server.pid), "--json", file]);
+    } finally {
+      log.mockRestore();
+    }
+    // the CPU line comes before the table, so a figure copied from the output carries its machine
+    expect(printed[0]).toBe(`CPU: ${describeCpu()}`);
+    expect(printed[1]).toMatch(/^concurrency\s+requests/);
     const written = JSON.parse(await readFile(file, "utf8"));
+    expect(written.machine.cpu).toBe(describeCpu());
     expect(written.levels).toHaveLength(1);
     expect(written.levels[0].successes + written.levels[0].errorCount).toBe(10);
   });
@@ -87,8 +101,8 @@ describe("bench api against a batchwise server in a child process", () => {
   it("rejects an unknown bench kind and bad flags with a clear message", async () => {
     await expect(runBenchCli(["nonsense"])).rejects.toThrow(/unknown bench kind "nonsense"/);
     await expect(runBenchCli(["api", "--concurrency", "x"])).rejects.toThrow(/whole number/);
-    await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow(/--body must be json or binary/);
-    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision \(precision must be one of auto, fp32/);
+    await expect(runBenchCli(["api", "--body", "base64"])).rejects.toThrow('--body must be one of json, binary, got "base64"');
+    await expect(runBenchCli(["pipeline", "--precision", "fp64"])).rejects.toThrow(/--precision must be one of auto, fp32, .*got "fp64"/);
   });
 });
 
@@ -102,6 +116,10 @@ describe("bench overhead", () => {
       expect(row.batchwise.requestsPerSecond).toBeGreaterThan(0);
       expect(row.bareFastify.requestsPerSecond).toBeGreaterThan(0);
       expect(row.throughputRatio).toBeCloseTo(row.batchwise.requestsPerSecond / row.bareFastify.requestsPerSecond, 6);
+      // CPU per request of both servers, measured in the same run: their ratio is what the suite's target reads
+      expect(typeof row.batchwise.cpuMicrosPerRequest).toBe("number");
+      expect(typeof row.bareFastify.cpuMicrosPerRequest).toBe("number");
+      if (row.bareFastify.cpuMicrosPerRequest! > 0) expect(row.cpuRatio).toBeCloseTo(row.batchwise.cpuMicrosPerRequest! / row.bareFastify.cpuMicrosPerRequest!, 6);
     }
     expect(formatOverheadTable(report)).toContain("bare fastify req/s");
   });

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageBodies, listImages, runLoad } from "../src/bench/load.js";
+import { imageBodies, listImages, runLoad } from "../src/bench/load/load.js";
 import { imagesDir } from "./helpers/paths.js";
 
 // A bare fastify server in the test process is enough to check the load generator's counting; real benchmarks

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { formatPrecisionTable, runPrecisionBench, type PrecisionBenchReport } from "../src/bench/precision.js";
-import { precisionFigure } from "../src/plot/precision.js";
+import { formatPrecisionTable, runPrecisionBench, type PrecisionBenchReport } from "../src/bench/runs/precision.js";
+import { precisionFigure } from "../src/bench/report/figures/precision.js";
 import { imagesDir } from "./helpers/paths.js";
 
 /**
@@ -40,7 +40,8 @@ describe("bench precision (quick)", () => {
       const r = row(precision);
       expect(r.runnable, precision).toBe(true);
       expect(r.errors, precision).toEqual([]);
-      expect(r.file, precision).toMatch(new RegExp(`mobilenetv2-12-${precision}\\.onnx$`));
+      // the file the server opens: the folder's, or for int8 batchwise's own quantized one where that failed the guard
+      expect(r.file, precision).toMatch(new RegExp(`mobilenetv2-12-${precision}\\.onnx$|mobilenetv2-12-fp32\\.qdq-reduced-${precision}\\.[0-9a-f]+\\.onnx$`));
       expect(r.memory!.growthBytes, precision).toBeGreaterThan(0);
       expect(r.memory!.afterBatchRssBytes, precision).toBeGreaterThanOrEqual(r.memory!.sessionRssBytes);
       expect(r.raw.map((b) => b.batchSize), precision).toEqual([1, 8]);
@@ -57,7 +58,7 @@ describe("bench precision (quick)", () => {
     const int8 = row("int8").agreement!;
     expect(int8.top1Agree).toBe(5);
     expect(int8.maxAbsProbDiff).toBeGreaterThan(0);
-    expect(int8.maxAbsProbDiff).toBeLessThan(0.5);
+    expect(int8.maxAbsProbDiff).toBeLessThanOrEqual(0.05); // the int8 model served: the accuracy guard passed it
     expect(int8.top1.map((t) => t.label)).toEqual(row("fp32").agreement!.top1.map((t) => t.label));
     expect(row("fp16").agreement!.maxAbsProbDiff).toBeLessThan(0.05);
   });

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { mean, median, percentile, ratePerSecond, summarize } from "../src/bench/stats.js";
+import { mean, median, percentile, ratePerSecond, summarize } from "../src/bench/load/stats.js";
 
 describe("percentiles (linear interpolation, NumPy's default)", () => {
   it("matches hand-computed values on known data", () => {

@@ -1,3 +1,4 @@
+import { cpuFeatures } from "../src/runtime/cpu-features.js";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
@@ -7,12 +8,12 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as bench from "../src/bench/index.js";
-import { bucketDifference, histogramBuckets } from "../src/bench/metrics-text.js";
-import { imagePayloads, runLoad } from "../src/bench/load.js";
+import { bucketDifference, histogramBuckets } from "../src/bench/load/metrics-text.js";
+import { imagePayloads, runLoad } from "../src/bench/load/load.js";
 import { notebookEnvironment, readPrevious } from "../src/bench/notebook.js";
-import { resolvePrecision } from "../src/bench/serving-config.js";
-import { readTreeRssMiB } from "../src/bench/usage.js";
-import { latencyPercentiles, logAxis125, ticks125 } from "../src/plot/plotly.js";
+import { resolvePrecision } from "../src/bench/servers/serving-config.js";
+import { readTreeRssMiB } from "../src/bench/load/usage.js";
+import { latencyPercentiles, logAxis125, ticks125 } from "../src/bench/report/figures/plotly.js";
 import { createServer } from "../src/server/server.js";
 import { noopApi } from "./fixtures/noop-api.js";
 import { image, imagesDir } from "./helpers/paths.js";
@@ -150,8 +151,8 @@ describe("notebook helpers", () => {
 });
 
 describe("serving defaults for benchmarks", () => {
-  it("resolves precision auto to the file the classifier would open on the CPU (int8 where the folder has one)", async () => {
-    expect(await resolvePrecision("mobilenetv2-12", "auto")).toBe("int8");
+  it("resolves precision auto to what the classifier would serve on this CPU (int8 only with int8 dot products)", async () => {
+    expect(await resolvePrecision("mobilenetv2-12", "auto")).toBe(cpuFeatures().int8DotProduct ? "int8" : "fp32");
     expect(await resolvePrecision("mobilenetv2-12", "fp16")).toBe("fp16");
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import type { RequestContext } from "../src/api.js";
+import type { RequestContext } from "../src/api/model-api.js";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/index.js";
 import { Cancellation, requestContext } from "../src/server/cancellation.js";
 import { CountAPI, countApi } from "./fixtures/count-api.js";

@@ -1,16 +1,16 @@
 import { Tensor, type PreTrainedModel } from "@huggingface/transformers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Device, RequestContext } from "../src/api.js";
-import { ChatAPI, encodeChat, type PromptInput } from "../src/apps/chat.js";
-import type { GenerationRequest } from "../src/apps/chat-engine.js";
-import { loadCausalLM, loadTokenizer, resolveModel } from "../src/apps/chat-model.js";
-import type { ChatStep } from "../src/apps/chat-types.js";
-import { parseChatRequest } from "../src/specs/openai.js";
+import { END_OF_STREAM, type Device, type RequestContext } from "../src/api/model-api.js";
+import { ChatAPI, encodeChat, type PromptInput } from "../src/chat/chat-api.js";
+import type { GenerationRequest } from "../src/chat/engine.js";
+import { loadCausalLM, loadTokenizer, resolveModel } from "../src/chat/model.js";
+import type { ChatStep } from "../src/chat/types.js";
+import { parseChatRequest } from "../src/openai/spec.js";
 
 // The chat API in-process on the real local models: the decode loop against transformers.js's own generate(),
 // batched against one-at-a-time, seeded sampling, stop strings, aborts and context limits.
 const device: Device = { accelerator: "cpu", index: 0, threads: 1, id: "cpu" };
-const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {} });
+const ctx = (): RequestContext => ({ signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
 
 interface Result {
   text: string;
@@ -18,6 +18,8 @@ interface Result {
   finishReason?: string;
   completionTokens?: number;
   promptTokens?: number;
+  /** predict yielded END_OF_STREAM for it (its stream closes then, not when the batch's longest one does). */
+  ended?: boolean;
 }
 
 /**
@@ -35,8 +37,10 @@ async function collect(api: ChatAPI, inputs: PromptInput[], signals = inputs.map
   let steps = 0;
   for await (const step of api.predict(inputs, { signals, device })) {
     step.forEach((output, i) => {
+      if (output === END_OF_STREAM) return results[i].ended = true; // after its last step: the request is done
       const item = output as ChatStep | undefined;
       if (!item) return;
+      expect(results[i].ended).toBeUndefined();
       results[i].text += item.text;
       if (item.text) results[i].pieces.push(item.text);
       if (item.finishReason) {
@@ -47,6 +51,7 @@ async function collect(api: ChatAPI, inputs: PromptInput[], signals = inputs.map
     });
     onStep?.(++steps);
   }
+  for (const result of results) if (result.finishReason) expect(result.ended).toBe(true);
   return results;
 }
 

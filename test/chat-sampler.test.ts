@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TokenSampler, argmax, nucleus } from "../src/apps/chat-sampler.js";
+import { TokenSampler, argmax, nucleus } from "../src/chat/sampler.js";
 
 /** The textbook nucleus: sort everything, take the shortest prefix reaching topP. */
 function naiveNucleus(probabilities: Float64Array, topP: number): number[] {

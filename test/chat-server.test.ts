@@ -1,10 +1,10 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RequestContext } from "../src/api.js";
-import { ChatAPI, chatModel } from "../src/apps/chat.js";
+import type { RequestContext } from "../src/api/model-api.js";
+import { ChatAPI, chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec, parseChatRequest } from "../src/specs/openai.js";
-import type { ChatStep } from "../src/apps/chat-types.js";
+import { openAISpec, parseChatRequest } from "../src/openai/spec.js";
+import type { ChatStep } from "../src/chat/types.js";
 
 // The chat model behind the OpenAI spec on a real server (model in a worker thread, dynamic batching on), through
 // the official openai client, checked against the same model generating in this process.
@@ -15,7 +15,9 @@ let local: ChatAPI;
 let baseUrl: string;
 
 beforeAll(async () => {
-  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), maxBatchSize: 8, batchTimeout: 0.01, port: 0, log: false });
+  // One batch per worker (chatModel()'s serving defaults admit 8): concurrent streams then queue and form one batch.
+  const options = { maxBatchSize: 8, batchTimeout: 0.01, maxBatchesPerWorker: 1 };
+  server = await createServer({ api: chatModel({ model: MODEL }), spec: openAISpec(), ...options, port: 0, log: false });
   baseUrl = await server.listen();
   client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
   local = new ChatAPI({ model: MODEL });
@@ -25,7 +27,7 @@ afterAll(() => server?.close());
 
 /** Greedy text of the same model in this process, no HTTP. */
 async function inProcess(content: string, maxTokens: number) {
-  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {} };
+  const ctx: RequestContext = { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" };
   const input = await local.decodeRequest(parseChatRequest({ messages: [{ role: "user", content }], max_tokens: maxTokens }), ctx);
   let text = "";
   for await (const step of local.predict([input], { signals: [ctx.signal], device: { accelerator: "cpu", index: 0, threads: 1, id: "cpu" } })) {
@@ -99,6 +101,32 @@ describe("chat model served through the OpenAI spec", () => {
     const batches = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);
     const singles = Number(/batchwise_batch_size_bucket\{le="1"[^}]*\} (\d+)/.exec(metrics)?.[1]);
     expect(batches - singles).toBeGreaterThan(0); // at least one batch generated several streams at once
+  });
+
+  it("a short stream batched with a long one ends when its own tokens are done, not when the long one's are", async () => {
+    const multiBatches = async () => {
+      const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+      const count = Number(/batchwise_batch_size_count\{[^}]*\} (\d+)/.exec(metrics)?.[1]);
+      return (count - Number(/batchwise_batch_size_bucket\{le="1"[^}]*\} (\d+)/.exec(metrics)?.[1])) || 0; // no batch yet: NaN
+    };
+    const before = await multiBatches();
+    let longText = "";
+    const stream = async (content: string, maxTokens: number, onText: (text: string) => void = () => {}) => {
+      const chunks = await client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content }], max_tokens: maxTokens, temperature: 0, stream: true });
+      for await (const chunk of chunks) onText(chunk.choices[0]?.delta.content ?? "");
+    };
+    // the blocker holds the worker, so the next two queue up and are generated as one batch
+    let blockerStarted = false;
+    const blocker = stream("Count to ten", 400, () => (blockerStarted = true));
+    while (!blockerStarted) await new Promise((r) => setTimeout(r, 5));
+    const long = stream("Tell me about dragons", 120, (text) => (longText += text));
+    await new Promise((r) => setTimeout(r, 20));
+    await stream("hi", 2);
+    const longTextWhenShortEnded = longText;
+    await Promise.all([long, blocker]);
+    expect(await multiBatches()).toBeGreaterThan(before);
+    // ordering, not timing: the 2-token answer was complete long before the 120-token one
+    expect(longTextWhenShortEnded.length).toBeLessThan(longText.length / 2);
   });
 
   it("ends with finish_reason stop at a stop string", async () => {

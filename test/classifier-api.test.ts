@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BadRequestError, type Device } from "../src/api.js";
-import { ImageClassifierAPI, imageClassifier } from "../src/apps/image-classifier.js";
+import { BadRequestError, type Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI, imageClassifier } from "../src/classifier/image-classifier.js";
 import { image } from "./helpers/paths.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 2, id: "cpu" };

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
 import { formatPredictions, predictImage } from "../src/cli/client.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { image } from "./helpers/paths.js";
@@ -46,7 +46,7 @@ describe("the classifier served over HTTP (worker thread, batching on)", () => {
 
   it("bad input is a 400/413 with {error: {code, message}}, and the server keeps serving", async () => {
     const cases: [unknown, number, string][] = [
-      [{}, 400, "missing_image"],
+      [{}, 400, "invalid_body"],
       [{ image: "!!!" }, 400, "invalid_base64"],
       [{ image: Buffer.from("<svg></svg>").toString("base64") }, 400, "unsupported_image_format"],
       [{ image: readFileSync(image("darknet_dog.jpg")).subarray(0, 5000).toString("base64") }, 400, "truncated_image"],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { topK } from "../src/apps/labels.js";
+import { topK } from "../src/classifier/labels.js";
 
 describe("topK", () => {
   const names = Array.from({ length: 1000 }, (_, i) => `n${i}`);

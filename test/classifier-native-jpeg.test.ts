@@ -6,9 +6,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
-import { IMAGE_VALUES, preprocessImage, preprocessLevels, referencePreprocess, resizePlan } from "../src/apps/image-preprocess.js";
-import { nativeJpeg, nativeJpegStatus } from "../src/apps/jpeg-native.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
+import { IMAGE_VALUES, preprocessImage, preprocessLevels, referencePreprocess, resizePlan } from "../src/classifier/image-preprocess.js";
+import { nativeJpeg, nativeJpegStatus } from "../src/classifier/jpeg-native.js";
 import { image, imagesDir } from "./helpers/paths.js";
 
 const PLANE = 224 * 224;

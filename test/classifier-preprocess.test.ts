@@ -10,7 +10,7 @@ import {
   referencePreprocess,
   resizePlan,
   scanJpeg,
-} from "../src/apps/image-preprocess.js";
+} from "../src/classifier/image-preprocess.js";
 import { image } from "./helpers/paths.js";
 
 const PLANE = 224 * 224;

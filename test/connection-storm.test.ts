@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { busyClients, fdCount, openIdleConnections } from "../src/bench/connection-storm.js";
+import { busyClients, fdCount, openIdleConnections } from "../src/bench/load/connection-storm.js";
 import { startChild, type ChildServer } from "./fixtures/child-server.js";
 
 // 2,000 idle keep-alive connections beside 64 busy clients: the busy ones are all served, the server closes every idle

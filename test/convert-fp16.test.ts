@@ -2,14 +2,14 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync } from "
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
+import type { Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { convertedModelFile, convertModel, floatBitsToBfloat16, floatBitsToHalf } from "../src/runtime/convert.js";
 import { createSession, ort, settingsFor } from "../src/runtime/onnx.js";
 import { decodeModel } from "../src/runtime/onnx-schema.js";
 import { image, modelsDir } from "./helpers/paths.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
-import { normalize } from "../src/apps/image-preprocess.js";
+import { normalize } from "../src/classifier/image-preprocess.js";
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 2, id: "cpu" };
 const dir = path.join(modelsDir, "mobilenetv2-12");

@@ -2,9 +2,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { BadRequestError, errorCodes, HttpError, isUserError } from "../src/index.js";
-import { toHttpError } from "../src/server/errors.js";
+import { toHttpError } from "../src/api/errors.js";
 
-// Every error code the server answers with is declared once, in the catalogue, and listed in the README.
+// Every error code the server answers with is declared once, in the catalogue, and listed in docs/reference.md.
 
 const files = (function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
@@ -36,8 +36,8 @@ describe("the error catalogue", () => {
     expect(undeclared).toEqual([]);
   });
 
-  it("the README lists every code with its status", () => {
-    const readme = readFileSync("README.md", "utf8");
+  it("docs/reference.md lists every code with its status", () => {
+    const readme = readFileSync("docs/reference.md", "utf8");
     const missing = Object.entries(errorCodes).filter(([code, { status }]) => !new RegExp(`\\| \`${code}\` \\| ${status} \\|`).test(readme));
     expect(missing.map(([code]) => code)).toEqual([]);
   });

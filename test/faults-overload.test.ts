@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/server/server.js";
 import { faultyApi } from "./fixtures/faulty-api.js";
 import { expectCleanError } from "./fixtures/raw-http.js";

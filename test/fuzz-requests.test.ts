@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
-import { tokenStreamApi } from "../src/bench/stream-overhead.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
+import { tokenStreamApi } from "../src/bench/runs/stream-overhead.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
 import { expectCleanError, rawRequest } from "./fixtures/raw-http.js";
 import { image } from "./helpers/paths.js";
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
 import { expectCleanError, rawPost, rawRequest } from "./fixtures/raw-http.js";
 
 // Hostile and malformed input against the real chat model (tiny-random-llama in a worker thread) behind the OpenAI
@@ -99,7 +99,7 @@ describe("hostile input to /v1/chat/completions", () => {
       [{ messages: user("hi"), temperature: "hot" }, "temperature"],
       [{ messages: user("hi"), top_p: 0 }, "top_p"],
       [{ messages: user("hi"), seed: 0.5 }, "seed"],
-      [{ messages: user("hi"), n: 2 }, "n"],
+      [{ messages: user("hi"), n: "2" }, "n"],
       [{ messages: user("hi"), stream: "true" }, "stream"],
       [{ messages: user("hi"), stream_options: { include_usage: true } }, "stream_options"],
       [{ messages: user("hi"), stream: true, stream_options: { include_usage: "yes" } }, "stream_options.include_usage"],

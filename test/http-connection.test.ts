@@ -1,6 +1,6 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HttpConnection, HttpRequestError, requestHead } from "../src/bench/http-connection.js";
+import { HttpConnection, HttpRequestError, requestHead } from "../src/bench/load/http-connection.js";
 
 // A raw TCP server answers each request path with hand-written bytes, so the client meets the framings a real
 // server may use (content-length, chunked, until-close, 1xx, early answers) byte for byte, split across packets.

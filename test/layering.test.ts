@@ -2,8 +2,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 
-// The house rules of src/: the serving core never imports the toolkit (benchmarks, plots) or the CLI, and no two
-// modules import each other, directly or around a loop.
+// The house rules of src/, bottom to top:
+//   api/                                  the contract (ModelAPI, Upload, error catalogue, Spec): imports nothing else of src/
+//   server/  runtime/                     the serving core: imports api/ and each other, never what is served or the toolkit
+//   chat/  classifier/  openai/ …         what is served, one folder per published entry point
+//   bench/  plot/                         the toolkit
+//   cli/  cli.ts                          the command line
+// and no two modules import each other, directly or around a loop.
 
 const src = path.resolve("src");
 const files = (function walk(dir: string): string[] {
@@ -20,12 +25,25 @@ const graph = new Map(files.map((f) => [f, importsOf(f)]));
 const rel = (f: string) => path.relative(src, f);
 
 describe("layers", () => {
-  it("the serving core (api, server, runtime, specs, apps and their entry points) imports nothing from the toolkit or the CLI", () => {
+  const offending = (from: RegExp, to: RegExp) =>
+    [...graph].flatMap(([file, deps]) => (from.test(rel(file)) ? deps.filter((d) => to.test(rel(d))).map((d) => `${rel(file)} → ${rel(d)}`) : []));
+
+  it("the contract (src/api/) imports nothing of the project outside src/api/", () => {
+    expect(files.some((f) => /^api\//.test(rel(f)))).toBe(true);
+    expect(offending(/^api\//, /^(?!api\/)/)).toEqual([]);
+  });
+
+  it("the serving core (server/, runtime/) imports no entry-point folder, toolkit or CLI", () => {
+    expect(offending(/^(server|runtime)\//, /^(chat|classifier|openai|embeddings|bench|plot|cli)(\/|\.ts$)/)).toEqual([]);
+  });
+
+  it("nothing outside the toolkit and the CLI imports the toolkit or the CLI", () => {
     const toolkit = /^(bench|plot|cli)(\/|\.ts$)/;
-    const offending = [...graph].flatMap(([file, deps]) =>
-      toolkit.test(rel(file)) ? [] : deps.filter((d) => toolkit.test(rel(d))).map((d) => `${rel(file)} → ${rel(d)}`),
-    );
-    expect(offending).toEqual([]);
+    expect(offending(/^(?!(bench|plot|cli)(\/|\.ts$))/, toolkit)).toEqual([]);
+  });
+
+  it("what was split into entry folders stays split: no src/apps, src/specs or src/api.ts", () => {
+    expect(files.map(rel).filter((f) => /^(apps|specs)\//.test(f) || f === "api.ts")).toEqual([]);
   });
 
   it("every relative import points at a file that exists", () => {

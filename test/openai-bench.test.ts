@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { benchLlm } from "../src/bench/llm.js";
-import { benchStreamOverhead } from "../src/bench/stream-overhead.js";
+import { benchLlm } from "../src/bench/runs/llm.js";
+import { benchStreamOverhead } from "../src/bench/runs/stream-overhead.js";
 
 // Smoke tests of the two streaming benchmarks (tiny sizes): they start a real server in a child process, stream
 // through it, and account tokens from usage. Speed itself is printed by the benchmarks, never asserted.

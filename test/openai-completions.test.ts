@@ -1,9 +1,9 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { Channel } from "../src/server/channel.js";
-import { openAISpec, parseCompletionRequest, type ChatStep } from "../src/specs/openai.js";
+import { openAISpec, parseCompletionRequest, type ChatStep } from "../src/openai/spec.js";
 
 // /v1/completions, tools, refused fields and the LLM metrics, with the official `openai` client and the real test
 // model behind a real server.
@@ -34,7 +34,7 @@ describe("/v1/completions streaming merges the steps already waiting, per choice
       for await (const value of source) yield value;
     }
     const request = parseCompletionRequest({ model: MODEL, prompt: ["a", "b"], stream: true, stream_options: { include_usage: true } });
-    const response = await openAISpec().respond(request, layer(layer(steps)), { signal: new AbortController().signal, headers: {}, state: {} });
+    const response = await openAISpec().respond(request, layer(layer(steps)), { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
     if (response.kind !== "stream") throw new Error("expected a stream");
     let text = "";
     for await (const piece of response.body) text += piece;
@@ -121,7 +121,7 @@ describe("fields the server cannot honour are refused, never ignored", () => {
     [{ logit_bias: { "5": 10 } }, "logit_bias"],
     [{ presence_penalty: 0.5 }, "presence_penalty"],
     [{ frequency_penalty: 1 }, "frequency_penalty"],
-    [{ n: 2 }, "n"],
+    [{ n: 17 }, "n"], // n up to 16 is honoured (chat-choices.test.ts)
     [{ response_format: { type: "yaml" } }, "response_format.type"],
   ])("chat %j → 400 naming %s", async (fields, param) => {
     const { status, body } = await refused({ messages: user("x"), ...fields });

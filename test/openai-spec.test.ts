@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { Channel } from "../src/server/channel.js";
-import { openAISpec, parseChatRequest, type ChatStep } from "../src/specs/openai.js";
+import { openAISpec, parseChatRequest, type ChatStep } from "../src/openai/spec.js";
 import { abortRecordingTokenApi } from "./fixtures/token-api.js";
 
 // The OpenAI wire format over real HTTP, with a token generator standing in for the model (the chat model's own
@@ -51,7 +51,7 @@ describe("SSE chunks merge the steps already waiting", () => {
     steps.push({ text: " t5", finishReason: "length", usage: { promptTokens: 1, completionTokens: 6 } });
     steps.end();
     const request = parseChatRequest({ messages: user("hi"), stream: true, stream_options: { include_usage: true } });
-    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {} });
+    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
     if (response.kind !== "stream") throw new Error("expected a stream");
     const events = (await sseEvents(response.body)) as OpenAI.ChatCompletionChunk[];
     const deltas = events.filter((e) => e !== ("[DONE]" as unknown) && e.choices[0]?.delta?.content).map((e) => e.choices[0].delta);
@@ -65,7 +65,7 @@ describe("SSE chunks merge the steps already waiting", () => {
     const steps = new Channel<ChatStep>();
     steps.push({ text: " a" });
     const request = parseChatRequest({ messages: user("hi"), stream: true });
-    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {} });
+    const response = await openAISpec().respond(request, throughLayers(steps, 3), { signal: new AbortController().signal, headers: {}, state: {}, requestId: "test" });
     if (response.kind !== "stream") throw new Error("expected a stream");
     const body = response.body[Symbol.asyncIterator]();
     // The first chunk goes out with what there is, without the next step (which needs a later event-loop turn).

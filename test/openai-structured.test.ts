@@ -1,9 +1,9 @@
 import { Ajv } from "ajv";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chatModel } from "../src/apps/chat.js";
+import { chatModel } from "../src/chat/chat-api.js";
 import { createServer, type BatchwiseServer } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
 
 // Structured output by constrained decoding, seen through the official `openai` client against a real server with
 // the random-weight test model: whatever the weights prefer, the text must parse and match the schema.

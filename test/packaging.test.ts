@@ -30,6 +30,7 @@ describe("the packed package", () => {
 import { openAISpec, type OpenAISpecOptions } from "batchwise/openai";
 import { imageClassifier, ImageClassifierAPI, type ImageClassifierOptions } from "batchwise/classifier";
 import { chatModel, type ChatOptions } from "batchwise/chat";
+import { embeddingModel, openAIEmbeddingSpec, type EmbeddingOptions } from "batchwise/embeddings";
 import { runApiBench } from "batchwise/bench";
 
 export class Doubler extends ModelAPI<{ x: number }, number, number, { y: number }> {
@@ -46,7 +47,8 @@ export const options: ServerOptions = { api: Doubler, maxBatchSize: 8, spec: pla
 export const classifier: ImageClassifierOptions = { labels: "imagenet" };
 export const chat: ChatOptions = {};
 export const openai: OpenAISpecOptions = {};
-export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClassifierAPI, chatModel, runApiBench, OPTIONS.length];
+export const embeddings: EmbeddingOptions = { model: "aidreams260K" };
+export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClassifierAPI, chatModel, runApiBench, OPTIONS.length, embeddingModel, openAIEmbeddingSpec];
 `,
     );
     writeFileSync(
@@ -65,7 +67,7 @@ export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClas
   it("every entry point loads at run time; an internal path is not importable", () => {
     const loaded = node(`
       const names = {};
-      for (const entry of ["batchwise", "batchwise/openai", "batchwise/classifier", "batchwise/chat", "batchwise/bench"]) {
+      for (const entry of ["batchwise", "batchwise/openai", "batchwise/classifier", "batchwise/chat", "batchwise/embeddings", "batchwise/bench"]) {
         names[entry] = Object.keys(await import(entry)).length;
       }
       let internal;
@@ -78,29 +80,55 @@ export const uses = [createServer, serve, openAISpec, imageClassifier, ImageClas
   });
 
   it("serves a one-file API from the installed package", async () => {
-    writeFileSync(
-      path.join(dir, "server.mjs"),
-      `import { ModelAPI, serve } from "batchwise";
+    expect(await serveOneFile()).toEqual({ y: 42 });
+  }, 120_000);
+
+  // Last in this file: it deletes packages from the consumer's node_modules.
+  it("import \"batchwise\", /openai, /classifier and /chat load no module of plotly.js-dist-min, undici or tsx", async () => {
+    for (const name of TOOLKIT_ONLY) rmSync(path.join(dir, "node_modules", name), { recursive: true, force: true });
+    const loaded = node(`
+      const gone = {};
+      for (const name of ${JSON.stringify(TOOLKIT_ONLY)}) gone[name] = await import(name).then(() => false, (error) => error.code === "ERR_MODULE_NOT_FOUND");
+      const names = {};
+      for (const entry of ["batchwise", "batchwise/openai", "batchwise/classifier", "batchwise/chat"]) names[entry] = Object.keys(await import(entry)).length;
+      console.log(JSON.stringify({ gone, names }));
+    `);
+    const { gone, names } = JSON.parse(loaded) as { gone: Record<string, boolean>; names: Record<string, number> };
+    expect(gone).toEqual(Object.fromEntries(TOOLKIT_ONLY.map((name) => [name, true])));
+    for (const [entry, count] of Object.entries(names)) expect(count, entry).toBeGreaterThan(0);
+    // and a compiled one-file model is served, its workers included, with none of them installed
+    expect(await serveOneFile()).toEqual({ y: 42 });
+  }, 120_000);
+});
+
+/** The toolkit's (batchwise/bench) heavy dependencies: what is served must not need them. */
+const TOOLKIT_ONLY = ["plotly.js-dist-min", "undici", "tsx"];
+
+/** Run a one-file server (a plain .mjs: a class and a serve call, two worker threads) and ask it once. */
+async function serveOneFile(): Promise<unknown> {
+  writeFileSync(
+    path.join(dir, "server.mjs"),
+    `import { ModelAPI, serve } from "batchwise";
 export class Doubler extends ModelAPI { predict(batch) { return batch.map((r) => ({ y: 2 * r.x })); } }
 const server = await serve({ api: Doubler, port: 0, workersPerDevice: 2, drainPeriod: 0, log: false });
 console.log("URL " + server.url);`,
-    );
-    const child = spawn(process.execPath, ["server.mjs"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        child.stdout.on("data", (c) => {
-          out += c;
-          const m = /URL (\S+)/.exec(out);
-          if (m) resolve(m[1]);
-        });
-        child.stderr.on("data", (c) => (out += c));
-        child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+  );
+  const child = spawn(process.execPath, ["server.mjs"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (c) => {
+        out += c;
+        const m = /URL (\S+)/.exec(out);
+        if (m) resolve(m[1]);
       });
-      const response = await fetch(`${url}/predict`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"x": 21}' });
-      expect(await response.json()).toEqual({ y: 42 });
-    } finally {
-      child.kill("SIGKILL");
-    }
-  }, 120_000);
-});
+      child.stderr.on("data", (c) => (out += c));
+      child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+    });
+    const response = await fetch(`${url}/predict`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"x": 21}' });
+    return await response.json();
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+

@@ -6,14 +6,15 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import type { ApiBenchLevel } from "../src/bench/api-bench.js";
-import { machineInfo } from "../src/bench/machine.js";
-import { reportHtml, reportSections, writeReport } from "../src/bench/report.js";
-import { summarize } from "../src/bench/stats.js";
-import type { SuiteResults } from "../src/bench/suite.js";
-import { evaluateTargets } from "../src/bench/targets.js";
-import { displayFigure, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/plot/plotly.js";
-import { findChromium } from "../src/plot/png.js";
+import type { ApiBenchLevel } from "../src/bench/runs/api-bench.js";
+import { machineInfo, machineSummary } from "../src/bench/load/machine.js";
+import { reportHtml, reportSections, writeReport } from "../src/bench/report/report.js";
+import { summarize } from "../src/bench/load/stats.js";
+import { formatSuiteSummary, SUITE_TARGETS, type SuiteResults } from "../src/bench/runs/suite.js";
+import { evaluateTargets } from "../src/bench/report/targets.js";
+import { cpuFeatures, describeCpu } from "../src/runtime/cpu-features.js";
+import { displayFigure, escapeHtml, latencyPercentiles, pageHtml, plotlyJs, usageByConcurrency } from "../src/bench/report/figures/plotly.js";
+import { findChromium } from "../src/bench/report/figures/png.js";
 
 const CHARTS = [
   "throughput-vs-batch-size",
@@ -135,6 +136,82 @@ describe("report HTML", () => {
     expect(new Set(figure.data.map((d) => (d.line as { color: string }).color)).size).toBe(1);
   });
 });
+
+describe("figures carry their machine", () => {
+  it("the results' machine is cpu-features' reading, with the CPU line every table is printed under", () => {
+    const machine = machineInfo();
+    const cpu = cpuFeatures();
+    expect(machine.cpu).toBe(describeCpu());
+    expect(machine.cpuModel).toBe(cpu.modelName);
+    expect(machine.cpuFeatures).toMatchObject({ avx512: cpu.avx512, int8DotProduct: cpu.int8DotProduct, bf16: cpu.bf16, amx: cpu.amx });
+    expect(machineSummary(machine).startsWith(describeCpu())).toBe(true);
+  });
+
+  it("the report and the terminal summary quote the CPU beside the targets, each marked by its basis", () => {
+    const results = syntheticResults();
+    results.targets = evaluateTargets(SUITE_TARGETS, results);
+    const html = reportHtml(results, reportSections(results));
+    expect(html).toContain(escapeHtml(describeCpu()));
+    expect(html).toContain("same-run baseline");
+    expect(html).toContain("machine-dependent");
+    const summary = formatSuiteSummary(results);
+    expect(summary.split("\n")[0]).toBe(`CPU: ${describeCpu()}`);
+    expect(summary).toContain(`machine-dependent targets were measured on: ${describeCpu()}`);
+  });
+
+  it("every suite target is a ratio to a same-run baseline, or an absolute figure marked machine-dependent", () => {
+    for (const target of SUITE_TARGETS) {
+      if (target.unit === "×") expect(target.machineDependent ?? false, target.name).toBe(false);
+      else if (!/batching on − off/.test(target.name)) expect(target.machineDependent, target.name).toBe(true);
+    }
+    const ratios = SUITE_TARGETS.filter((t) => !t.machineDependent).map((t) => t.name).join("\n");
+    expect(ratios).toMatch(/served ÷ pipeline/);
+    expect(ratios).toMatch(/CPU per request ÷ bare fastify/);
+    expect(ratios).toMatch(/main-thread CPU per image, raw JPEG ÷ base64/);
+  });
+
+  it("the ratio targets read the same-run baselines: the framework's CPU above bare fastify, main thread raw vs base64", () => {
+    const results = syntheticResults();
+    results.overhead!.rows[1].cpuRatio = 1.4;
+    results.overheadBatchingOff = { ...results.overhead!, rows: [{ ...results.overhead!.rows[1], cpuRatio: 3 }] };
+    results.performance = syntheticPerformance({ json: 700, binary: 560 });
+    const outcome = (name: RegExp) => evaluateTargets(SUITE_TARGETS, results).find((o) => name.test(o.name))!;
+    expect(outcome(/npm start's batching/)).toMatchObject({ measured: 1.4, pass: true, machineDependent: false });
+    expect(outcome(/batching off/)).toMatchObject({ measured: 3, pass: false });
+    expect(outcome(/main-thread CPU/).measured).toBeCloseTo(0.8, 6);
+    expect(outcome(/main-thread CPU/).pass).toBe(true);
+    expect(outcome(/served ÷ pipeline limit at c=64 \(npm/).measured).toBeCloseTo(300 / 400, 6);
+    expect(outcome(/preprocessing/)).toMatchObject({ measured: 2, pass: true, machineDependent: true });
+    // a raw round that failed (a server answering 415) is not a measurement
+    results.performance = { ...syntheticPerformance({ json: 700, binary: 100 }), servedBinary: { ...results.performance.servedBinary!, errorCount: 3 } };
+    expect(outcome(/main-thread CPU/)).toMatchObject({ measured: null, pass: null });
+  });
+});
+
+function syntheticPerformance(mainThread: { json: number; binary: number }): NonNullable<SuiteResults["performance"]> {
+  const load = (rps: number) => {
+    const { usage: _usage, ...result } = level(64, rps);
+    return result;
+  };
+  const pipeline = { batchSize: 64, workers: 2, threadsPerWorker: 1, images: 1024, wallSeconds: 2.5, imagesPerSecond: 400, decodeMsPerImage: 2, failures: 0 };
+  return {
+    image: "/images/darknet_dog.jpg",
+    config: { maxBatchSize: 64, batchTimeout: 0.01, precision: "auto", workers: 2, threadsPerWorker: 1, resolvedPrecision: "fp32" },
+    preprocessMs: 2,
+    preprocessBase64Ms: 2.2,
+    modelMsPerImage: 3,
+    modelOneRunMsPerImage: 3.2,
+    pipeline,
+    pipelineImagesPerSecond: 400,
+    pipelineBinary: { ...pipeline, imagesPerSecond: 420 },
+    served: load(300),
+    servedBinary: load(330),
+    rounds: [],
+    mainThreadMicrosPerImage: mainThread,
+    serverRssMiB: 380,
+    lone: { batchingOffP50Ms: 5, batchingOnP50Ms: 5.1, requestsEach: 100 },
+  };
+}
 
 describe("report files", () => {
   it("writes results.json, report.html and (with Chromium) a PNG per chart", async () => {

@@ -2,11 +2,15 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Device } from "../src/api.js";
-import { ImageClassifierAPI } from "../src/apps/image-classifier.js";
+import type { Device } from "../src/api/model-api.js";
+import { ImageClassifierAPI } from "../src/classifier/image-classifier.js";
 import { settingsFor, ort, type Session } from "../src/runtime/onnx.js";
 import { listVariants, openModel, pickAutoPrecision, PrecisionUnsupportedError } from "../src/runtime/precision.js";
 import { modelsDir } from "./helpers/paths.js";
+import { parseCpuInfo } from "../src/runtime/cpu-features.js";
+import { readFileSync } from "node:fs";
+
+const cpuSample = (name: string, arch = "x64") => parseCpuInfo(readFileSync(path.join("test/fixtures/cpuinfo", `${name}.txt`), "utf8"), arch, 2);
 
 const cpu: Device = { accelerator: "cpu", index: 0, threads: 2, id: "cpu" };
 const dir = path.join(modelsDir, "mobilenetv2-12");
@@ -32,11 +36,23 @@ describe("precision variants", () => {
     });
   });
 
-  it("auto picks int8 on the CPU and fp16 on GPUs", () => {
-    expect(pickAutoPrecision("cpu", ["fp32", "fp16", "bf16", "int8"])).toBe("int8");
-    expect(pickAutoPrecision("cpu", ["fp32", "fp16"])).toBe("fp32");
-    expect(pickAutoPrecision("cuda", ["fp32", "fp16", "int8"])).toBe("fp16");
-    expect(pickAutoPrecision("webgpu", ["fp32", "int8"])).toBe("fp32");
+  it("auto picks int8 only on CPUs with int8 dot products, fp16 on GPUs, and says why", () => {
+    const all = ["fp32", "fp16", "bf16", "int8"] as const;
+    for (const [name, arch, expected] of [
+      ["amd-epyc-zen2", "x64", "fp32"],
+      ["amd-epyc-zen5", "x64", "int8"],
+      ["intel-icelake", "x64", "int8"],
+      ["intel-sapphire-rapids", "x64", "int8"],
+      ["aws-graviton1", "arm64", "fp32"],
+      ["aws-graviton3", "arm64", "int8"],
+    ] as const) {
+      const decision = pickAutoPrecision("cpu", all, cpuSample(name, arch));
+      expect(decision.precision, name).toBe(expected);
+      expect(decision.reason, name).toMatch(expected === "int8" ? /has int8 dot-product instructions/ : /no int8 dot-product instructions/);
+    }
+    expect(pickAutoPrecision("cpu", ["fp32", "fp16"], cpuSample("amd-epyc-zen5")).precision).toBe("fp32");
+    expect(pickAutoPrecision("cuda", ["fp32", "fp16", "int8"]).precision).toBe("fp16");
+    expect(pickAutoPrecision("webgpu", ["fp32", "int8"]).precision).toBe("fp32");
   });
 
   it("bf16 on the CPU fails setup fast, naming provider, precision, missing kernel and what runs", async () => {

@@ -5,30 +5,35 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { imagesDir } from "./helpers/paths.js";
 
-// Every TypeScript and shell block of the README runs as written, against real servers: each carries a
-// `<!-- readme-test: ROLE -->` line saying how (or `skip (why)`), and a block without one fails this test. Servers
-// listen on a free port instead of 8000 (the only change made to a block), so runs never collide.
+// Every TypeScript and shell block of the README and of docs/*.md runs as written, against real servers: each carries
+// a `<!-- readme-test: ROLE -->` line saying how (or `skip (why)`), and a block without one fails this test. Servers
+// listen on a free port instead of 8000 (the only change made to a block, with the sample photos standing in for
+// `dog.jpg`), so runs never collide. `npx batchwise` in a block runs this checkout's dist/cli.js (test/global-setup.ts builds it), as the package's bin.
 
 interface Block {
   role: string;
   lang: string;
   code: string;
-  line: number;
+  /** file:line */
+  where: string;
 }
 
-const readme = readFileSync("README.md", "utf8");
+const documents = ["README.md", ...readdirSync("docs").filter((f) => f.endsWith(".md")).map((f) => path.join("docs", f))];
 const blocks: Block[] = [];
 const unmarked: string[] = [];
-for (const match of readme.matchAll(/(?:<!-- readme-test: ([^\n]*?) -->\n)?```(\w*)\n([\s\S]*?)```/g)) {
-  const line = readme.slice(0, match.index).split("\n").length;
-  const [, role, lang, code] = match;
-  if (!["sh", "bash", "ts", "typescript"].includes(lang)) continue;
-  if (!role) unmarked.push(`line ${line} (${lang})`);
-  else blocks.push({ role, lang, code, line });
+for (const file of documents) {
+  const text = readFileSync(file, "utf8");
+  for (const match of text.matchAll(/(?:<!-- readme-test: ([^\n]*?) -->\n)?```(\w*)\n([\s\S]*?)```/g)) {
+    const where = `${file}:${text.slice(0, match.index).split("\n").length}`;
+    const [, role, lang, code] = match;
+    if (!["sh", "bash", "ts", "typescript"].includes(lang)) continue;
+    if (!role) unmarked.push(`${where} (${lang})`);
+    else blocks.push({ role, lang, code, where });
+  }
 }
 const block = (role: string) => {
   const found = blocks.find((b) => b.role === role);
-  if (!found) throw new Error(`README.md has no block marked <!-- readme-test: ${role} -->`);
+  if (!found) throw new Error(`No block of README.md or docs/ is marked <!-- readme-test: ${role} -->`);
   return found;
 };
 
@@ -94,19 +99,24 @@ const tsxFile = (name: string, code: string) => {
 };
 
 describe("README examples", () => {
-  it("every TypeScript and shell block says how it is tested", () => {
+  it("every TypeScript and shell block of README.md and docs/*.md says how it is tested", () => {
+    expect(documents.length).toBeGreaterThan(1);
     expect(unmarked).toEqual([]);
+    // the blocks that run are the README's, each once
+    for (const b of blocks.filter((x) => !x.role.startsWith("skip"))) expect(b.where, b.role).toMatch(/^README\.md:/);
+    expect(new Set(blocks.filter((x) => !x.role.startsWith("skip")).map((b) => b.role)).size).toBe(blocks.filter((x) => !x.role.startsWith("skip")).length);
     for (const b of blocks) expect(b.role).toMatch(/^(skip \(.+\)|server classifier|calls classifier|own-model|calls own-model|server chat|openai-client)$/);
   });
 
-  it("the classifier quick start: npm start, then curl (raw, multipart, base64 JSON from stdin) and the client, for every sample photo", async () => {
+  it("the classifier quick start: npx batchwise serve classifier, then curl (raw, multipart, base64 JSON from stdin) and the client, for every sample photo", async () => {
     const port = await freePort();
     const server = await startServer(["bash", "-c", block("server classifier").code], port);
     const calls = onPort(block("calls classifier").code, port);
     const photos = readdirSync(imagesDir).filter((f) => /\.(jpe?g|png)$/i.test(f));
     expect(photos.length).toBeGreaterThanOrEqual(5);
     for (const photo of photos) {
-      const result = await bash(calls.replace(/\.\.\/shared\/images\/[\w.-]+/g, `../shared/images/${photo}`), port);
+      expect(calls).toMatch(/\bdog\.jpg\b/);
+      const result = await bash(calls.replace(/\bdog\.jpg\b/g, path.join(imagesDir, photo)), port);
       expect(result.stderr, photo).not.toMatch(/Argument list too long|ERR|Error/);
       expect(result.code, photo).toBe(0);
       const answers = result.stdout.split("\n").filter((l) => l.startsWith("{"));

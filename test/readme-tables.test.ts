@@ -1,16 +1,23 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { renderReadme } from "../scripts/readme-tables.js";
+import { renderReadme, TABLES_FILE } from "../scripts/readme-tables.js";
 import { cliFlags, OPTIONS, OptionError, readCliOptions } from "../src/server/options.js";
 import { createServer } from "../src/index.js";
 import { sumApi } from "./fixtures/sum-api.js";
 
-// Options and error codes are declared once; the README's tables are generated from the declarations.
+// Options and error codes are declared once; the reference tables (docs/reference.md) are generated from them.
 
 describe("declared once", () => {
-  it("the README's option and error tables equal their declarations (npm run readme:tables rewrites them)", () => {
+  it("docs/reference.md's option and error tables equal their declarations (npm run readme:tables rewrites them)", () => {
+    const reference = readFileSync(TABLES_FILE, "utf8");
+    expect(reference).toBe(renderReadme(reference));
+  });
+
+  it("the README is a user's guide: at most 300 lines, no dated runs, `npx batchwise` for package users", () => {
     const readme = readFileSync("README.md", "utf8");
-    expect(readme).toBe(renderReadme(readme));
+    expect(readme.split("\n").length).toBeLessThanOrEqual(300);
+    expect(readme).not.toMatch(/\b20\d\d-\d\d-\d\d\b|this morning|today\b/);
+    expect(readme).toMatch(/npx batchwise serve classifier/);
   });
 
   it("every declared option with a flag is a serve flag, every env variable is read", () => {

@@ -107,7 +107,7 @@ describe("resolveModel", () => {
       broken: { task: "test", description: "bad hash", files: [{ name: "chelsea.png", url: `${base}/chelsea.png`, sha256: "f".repeat(64), size: served.length }] },
     };
     await expect(resolveModel("broken", { modelsDir: root, manifest, download: true })).rejects.toThrow(
-      new RegExp(`not found in ${root}.*downloading it failed.*curl -L -o`),
+      new RegExp(`not found in ${root}.*downloading it failed[^]*data/models.json[^]*BATCHWISE_MODELS_DIR[^]*--model`),
     );
     expect(existsSync(path.join(root, "broken"))).toBe(false);
     expect(readdirSync(root)).toEqual([]);

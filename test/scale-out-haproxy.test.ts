@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { imagePayloads, listImages } from "../src/bench/load.js";
+import { imagePayloads, listImages } from "../src/bench/load/load.js";
 import { checkBodiesFitBuffer, HAPROXY_BUFSIZE, haproxyConfig } from "../scripts/haproxy/cluster.js";
 import { imagesDir } from "./helpers/paths.js";
 

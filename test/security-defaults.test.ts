@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ModelNotFoundError, resolveModel } from "../src/runtime/models.js";
 import { apiKeyMatcher } from "../src/server/auth.js";
 import { createServer, type BatchwiseServer, type ServerOptions } from "../src/server/server.js";
-import { openAISpec } from "../src/specs/openai.js";
+import { openAISpec } from "../src/openai/spec.js";
+import { countApi } from "./fixtures/count-api.js";
 import { faultyApi } from "./fixtures/faulty-api.js";
 import { expectCleanError, rawRequest } from "./fixtures/raw-http.js";
 import { modelsDir } from "./helpers/paths.js";
@@ -143,7 +144,8 @@ describe("API key", () => {
   });
 
   it("the OpenAI route's 401 is in OpenAI's error shape", async () => {
-    const { url } = await start({ apiKey: "secret", spec: openAISpec(), api: faultyApi() });
+    // a streaming API: the OpenAI spec streams predict, and the server refuses a non-streaming one at start
+    const { url } = await start({ apiKey: "secret", spec: openAISpec(), api: countApi() });
     const response = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     expect(response.status).toBe(401);
     const body = (await response.json()) as { error: { type: string; code: string } };

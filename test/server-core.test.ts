@@ -105,7 +105,7 @@ describe("serving core over real HTTP", () => {
       if (i === 3) {
         expect(response.status).toBe(500);
         expect(body.error.code).toBe("predict_failed");
-        expect(body.error.message).toContain("poisoned input");
+        expect(body.error.message).not.toContain("poisoned input"); // logged on the server, not sent
         expect(JSON.stringify(body)).not.toMatch(/at .*\.ts:\d+/);
       } else {
         expect(response.status).toBe(200);
@@ -146,7 +146,7 @@ describe("serving core over real HTTP", () => {
 
   it("fails startup with the setup error instead of serving half-alive", async () => {
     const server = await createServer({ api: sumApi({ failSetup: true }), port: 0, log: false });
-    await expect(server.listen()).rejects.toThrow(/setup\(\) failed in worker 0 \(cpu\): weights file is corrupt/);
+    await expect(server.listen()).rejects.toThrow(/setup\(\) failed in worker 0 \(cpu\): Error: weights file is corrupt/);
   });
 
   it("checks the API key on every route but /health", async () => {
@@ -171,11 +171,13 @@ describe("serving core over real HTTP", () => {
     expect(notJson.status).toBe(400);
   });
 
-  it("reports a broken unbatch as a clear 500", async () => {
-    const { url } = await start({ api: sumApi({ brokenUnbatch: true }), maxBatchSize: 4 });
+  it("reports a broken unbatch as a 500, with the clear reason in the server's log", async () => {
+    const lines: string[] = [];
+    const { url } = await start({ api: sumApi({ brokenUnbatch: true }), maxBatchSize: 4, log: (line) => lines.push(line) });
     const response = await post(`${url}/predict`, { numbers: [1] });
     expect(response.status).toBe(500);
-    expect((await json(response)).error.message).toMatch(/unbatch\(\) returned 0 outputs for a batch of 1/);
+    expect((await json(response)).error.code).toBe("predict_failed");
+    expect(lines.join("\n")).toMatch(/predict_failed request \S+ \/predict: ContractError: unbatch\(\) returned 0 outputs for a batch of 1/);
   });
 
   it("streams NDJSON items before the generator finishes, and serves several APIs on one server", async () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { imageClassifier } from "../src/apps/image-classifier.js";
+import { imageClassifier } from "../src/classifier/image-classifier.js";
 import { createServer, type BatchwiseServer } from "../src/index.js";
 import { echoApi } from "./fixtures/echo-api.js";
 import { image } from "./helpers/paths.js";

@@ -4,7 +4,7 @@
  * Keep-alive connections through undici's Pool, one per virtual client, no pipelining.
  */
 import { Pool } from "undici";
-import type { RequestPayload } from "../../src/bench/load.js";
+import type { RequestPayload } from "../../src/bench/load/load.js";
 
 export interface RequestRecord {
   /** ms since the load started (performance.now() based). */

@@ -1,251 +1,199 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import type { PrecisionChoice } from "../api.js";
-import { formatApiTable, runApiBench, DEFAULT_CONCURRENCY } from "./api-bench.js";
-import { DEFAULT_BASELINE_MODEL, DEFAULT_BATCH_SIZES, runBaseline } from "./baseline.js";
-import { BODY_FORMS, defaultImagesDir, imageBodies, type BodyForm } from "./load.js";
-import { machineInfo, machineSummary } from "./machine.js";
-import { formatOverheadTable, runOverhead } from "./overhead.js";
-import { classifierServingConfig, resolvePrecision } from "./serving-config.js";
-import { cell, formatTable } from "./table.js";
-import { cliFlags, readCliOptions } from "../server/options.js";
-
-const SHARED_FLAGS = Object.fromEntries(
-  Object.entries(cliFlags(["endpoint", "server", "app"])).filter(([flag]) =>
-    ["precision", "max-batch-size", "workers", "workers-per-device", "threads-per-worker"].includes(flag),
-  ),
-);
+import { describeCpu } from "../runtime/cpu-features.js";
+import { benchUsage, commandHelp, FlagError, invocationOf, isBenchKind, parseFlags, type CommandName, type Flags } from "./flags.js";
+import { defaultImagesDir, imageBodies } from "./load/load.js";
+import { machineInfo, machineSummary } from "./load/machine.js";
+import { cell, formatTable } from "./report/table.js";
+import { formatApiTable, runApiBench } from "./runs/api-bench.js";
+import { runBaseline, DEFAULT_BASELINE_MODEL, type BaselineReport } from "./runs/baseline.js";
+import { formatOverheadTable, runOverhead } from "./runs/overhead.js";
+import { classifierServingConfig, resolvePrecision } from "./servers/serving-config.js";
 
 /**
- * `batchwise bench <kind> …`: each kind is one benchmark module; this file only parses flags, runs it, prints its
- * table, and writes `--json FILE` when asked. Modules load on use (the suite pulls in sharp and the classifier).
+ * `batchwise bench <kind> …` and `batchwise soak …`: each kind is one benchmark module. This file reads the flags
+ * from their one table (./flags.ts), runs the module, prints its table under the CPU line, and writes `--json FILE`.
+ * Modules load on use (the suite pulls in sharp and the classifier, llm transformers.js).
  */
 
-const usage = `Usage: batchwise bench <kind> [options] [--json FILE]
-  Defaults are what \`npm start\` serves (precision auto = int8 on this CPU, one single-threaded worker per core,
-  batching 64 / 0.01 s); flags change one thing at a time.
-  baseline  [--precision auto|fp32|fp16|bf16|int8] [--threads N] [--batch-sizes 1,8,32,64] [--runs N]
-            raw model throughput of ONE worker's session: onnxruntime on random input, no HTTP, no decoding
-  precision [--quick] [--threads N] [--batch-sizes …] [--runs N] [--concurrency 64] [--requests N] [--images DIR]
-            every precision: runs here?, file size, session RSS, raw and served throughput, agreement with fp32
-  pipeline  [--batch-size N] [--image FILE…] [--workers N] [--threads N] [--precision P] [--images 1024]
-            decode + batched inference on N worker threads + encode, in-process (no HTTP): the served limit
-            (default image: darknet_dog.jpg of the sample photos, sent as base64 JSON)
-  api       [--url http://127.0.0.1:8000] [--path /predict] [--concurrency 1,8,32,64] [--requests 128]
-            [--waves N] [--body json|binary] [--images DIR] [--server-pid PID]
-            a running server, closed-loop load, CPU/GPU/RSS sampled; --waves: at least N × concurrency
-            requests per level; --body binary sends each photo as its raw bytes (content-type image/jpeg …)
-  overhead  [--concurrency …] [--requests N] [--body-bytes N] [--max-batch-size N] [--workers N]
-            no-op model vs bare fastify (default: batching off, 1 worker)
-  main-thread [--concurrency 64] [--requests 20000] [--max-batch-size 64] [--workers 1] [--body-bytes 1024]
-            the server main thread's CPU µs per request (no-op model), split by piece from a CPU profile
-  suite     [--quick] [--images DIR] [--out reports]   the whole sequence + report.html (BATCHWISE_QUICK=1 = --quick)
-  llm       [--url URL] [--model ID] [--concurrency 1,4,8] [--requests N] [--rounds 3] [--max-tokens N]   chat model tokens/s
-  stream    [--concurrency 1,8,32] [--tokens N] [--requests N]   SSE streaming overhead, no model`;
+type ToolkitCommand = Exclude<CommandName, "scale-out-check" | "scale-out-bench" | "connection-storm">;
+type Runner<C extends ToolkitCommand> = (flags: Flags<C>) => Promise<unknown>;
 
-/** Kinds whose modules parse their own flags (and --json): the whole argv goes to them. */
-const selfParsing: Record<string, () => Promise<(argv: string[]) => Promise<unknown>>> = {
-  llm: async () => (await import("./llm.js")).runBenchLlmCli,
-  stream: async () => (await import("./stream-overhead.js")).runStreamBenchCli,
-};
-
-type Flags = Record<string, string | boolean | string[] | undefined>;
-
-const kinds: Record<string, (flags: Flags) => Promise<unknown>> = {
-  async baseline(flags) {
-    const serving = classifierServingConfig();
-    const precision = await resolvePrecision(DEFAULT_BASELINE_MODEL, precisionFlag(flags.precision) ?? serving.precision);
-    const report = await runBaseline({
-      precision,
-      threads: intFlag(flags.threads) ?? serving.threadsPerWorker,
-      batchSizes: listFlag(flags["batch-sizes"]) ?? DEFAULT_BATCH_SIZES,
-      runs: intFlag(flags.runs),
-    });
-    console.log(`${report.model} · ${report.precision} · ${report.threads} thread(s) (npm start: ${serving.workers} worker(s) × ${serving.threadsPerWorker} thread(s), ${serving.precision})`);
-    console.log(baselineTable(report.results));
-    return report;
-  },
-
-  async precision(flags) {
-    const { runPrecisionBench, formatPrecisionTable } = await import("./precision.js");
-    const report = await runPrecisionBench({
-      quick: flags.quick === true || process.env.BATCHWISE_QUICK === "1",
-      threads: intFlag(flags.threads),
-      batchSizes: listFlag(flags["batch-sizes"]),
-      runs: intFlag(flags.runs),
-      concurrency: intFlag(flags.concurrency),
-      requests: intFlag(flags.requests),
-      imagesDir: flags.images as string | undefined,
-    });
-    console.log(`\n${report.model} · ${report.settings.threads} thread(s)${report.quick ? " · quick" : ""}`);
-    console.log(formatPrecisionTable(report));
-    return report;
-  },
-
-  async pipeline(flags) {
-    const serving = classifierServingConfig();
-    const batchSize = intFlag(flags["batch-size"]) ?? serving.maxBatchSize;
-    const images = (flags.image as string[] | undefined) ?? [path.join(defaultImagesDir(), "darknet_dog.jpg")];
-    const precision = precisionFlag(flags.precision) ?? serving.precision;
-    const workers = intFlag(flags.workers) ?? serving.workers;
-    const { imageClassifier } = await import("../apps/image-classifier.js");
-    const requests = (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown);
-    const { runPipeline } = await import("./pipeline.js");
-    const report = await runPipeline({
-      source: imageClassifier({ precision }),
-      requests,
-      batchSize,
-      workers,
-      // the server's rule unless told: cores ÷ workers
-      threadsPerWorker: intFlag(flags.threads) ?? (flags.workers === undefined ? serving.threadsPerWorker : undefined),
-      images: intFlag(flags.images),
-    });
-    console.log(`${images.map((f) => path.basename(f)).join(", ")} · precision ${precision}`);
-    console.log(
-      formatTable(
-        ["batch size", "workers × threads", "images", "images/s", "decode ms/img", "failures"],
-        [[String(report.batchSize), `${report.workers} × ${report.threadsPerWorker}`, String(report.images), cell(report.imagesPerSecond), cell(report.decodeMsPerImage, 2), String(report.failures)]],
-      ),
-    );
-    return { ...report, precision };
-  },
-
-  async api(flags) {
-    const report = await runApiBench({
-      url: (flags.url as string | undefined) ?? "http://127.0.0.1:8000",
-      path: (flags.path as string | undefined) ?? "/predict",
-      concurrency: listFlag(flags.concurrency) ?? DEFAULT_CONCURRENCY,
-      requests: intFlag(flags.requests) ?? 128,
-      waves: intFlag(flags.waves),
-      body: bodyFlag(flags.body),
-      imagesDir: (flags.images as string | undefined) ?? defaultImagesDir(),
-      serverPid: intFlag(flags["server-pid"]),
-      onLevel: (l) => process.stderr.write(`c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
-    });
-    console.log(formatApiTable(report));
-    return report;
-  },
-
-  async overhead(flags) {
-    const report = await runOverhead({
-      concurrency: listFlag(flags.concurrency) ?? DEFAULT_CONCURRENCY,
-      requests: intFlag(flags.requests),
-      bodyBytes: intFlag(flags["body-bytes"]),
-      batchwise: { maxBatchSize: intFlag(flags["max-batch-size"]), workersPerDevice: intFlag(flags.workers) },
-      onLevel: (server, l) => process.stderr.write(`${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
-    });
-    console.log(formatOverheadTable(report));
-    return report;
-  },
-
-  async "main-thread"(flags) {
-    const { runMainThreadBench, formatMainThreadTable } = await import("./main-thread.js");
-    const maxBatchSize = intFlag(flags["max-batch-size"]) ?? 64;
-    const report = await runMainThreadBench({
-      concurrency: intFlag(flags.concurrency),
-      requests: intFlag(flags.requests),
-      bodyBytes: intFlag(flags["body-bytes"]),
-      batchwise: { maxBatchSize, batchTimeout: maxBatchSize > 1 ? 0.01 : 0, workersPerDevice: intFlag(flags.workers) ?? 1 },
-    });
-    console.log(formatMainThreadTable(report));
-    return report;
-  },
-
-  async suite(flags) {
-    const { runSuite, formatSuiteSummary } = await import("./suite.js");
-    const quick = flags.quick === true || process.env.BATCHWISE_QUICK === "1";
-    const { results, reportDir } = await runSuite({
-      quick,
-      imagesDir: (flags.images as string | undefined) ?? defaultImagesDir(),
-      outDir: (flags.out as string | undefined) ?? "reports",
-    });
-    console.log(`\n${formatSuiteSummary(results)}\n\nreport: ${path.join(reportDir, "report.html")}`);
-    return results;
-  },
+const RUNNERS: { [C in ToolkitCommand]: Runner<C> } = {
+  baseline: runBaselineCommand,
+  precision: runPrecisionCommand,
+  pipeline: runPipelineCommand,
+  api: runApiCommand,
+  overhead: runOverheadCommand,
+  "main-thread": runMainThreadCommand,
+  suite: runSuiteCommand,
+  llm: runLlmCommand,
+  stream: runStreamCommand,
+  soak: runSoakCommand,
 };
 
 export async function runBenchCli(argv: string[]): Promise<unknown> {
   const [kind, ...rest] = argv;
-  if (kind && selfParsing[kind] && !rest.includes("--help")) return (await selfParsing[kind]())(rest);
-  const run = kind ? kinds[kind] : undefined;
-  if (!run || rest.includes("--help")) {
-    console.log(usage);
-    if (!run && kind && kind !== "--help") throw new UsageError(`unknown bench kind "${kind}"`);
+  if (!isBenchKind(kind)) {
+    console.log(benchUsage());
+    if (kind && kind !== "--help" && kind !== "help") throw new FlagError(`unknown bench kind "${kind}"`);
     return undefined;
   }
-  const { values } = parseArgs({
-    args: rest,
-    strict: true,
-    options: {
-      // the flags a benchmark shares with `batchwise serve` (--precision, --max-batch-size, --workers,
-      // --threads-per-worker) are the server's own declarations, so they mean and check the same
-      ...SHARED_FLAGS,
-      json: { type: "string" },
-      threads: { type: "string" },
-      "batch-sizes": { type: "string" },
-      runs: { type: "string" },
-      "batch-size": { type: "string" },
-      image: { type: "string", multiple: true },
-      images: { type: "string" },
-      url: { type: "string" },
-      path: { type: "string" },
-      concurrency: { type: "string" },
-      requests: { type: "string" },
-      "server-pid": { type: "string" },
-      "body-bytes": { type: "string" },
-      body: { type: "string" },
-      waves: { type: "string" },
-      quick: { type: "boolean" },
-      out: { type: "string" },
-    },
-  });
-  console.error(`bench ${kind} on ${machineSummary(machineInfo())}`);
-  const shared = readCliOptions(values as Record<string, string | boolean | undefined>, ["endpoint", "server", "app"], {});
-  const result = await run({
-    ...values,
-    precision: shared.precision as string | undefined,
-    "max-batch-size": shared.maxBatchSize === undefined ? undefined : String(shared.maxBatchSize),
-    workers: shared.workersPerDevice === undefined ? undefined : String(shared.workersPerDevice),
-    threads: values.threads ?? (shared.threadsPerWorker === undefined ? undefined : String(shared.threadsPerWorker)),
-  });
-  if (typeof values.json === "string") {
-    await writeFile(values.json, JSON.stringify(result, null, 2));
-    console.error(`wrote ${values.json}`);
+  return runCommand(kind as ToolkitCommand, rest);
+}
+
+/** `batchwise soak …` (`npm run soak -- …`): exits 1 when any request failed. */
+export function runSoakCli(argv: string[]): Promise<unknown> {
+  return runCommand("soak", argv);
+}
+
+async function runCommand<C extends ToolkitCommand>(command: C, argv: string[]): Promise<unknown> {
+  const flags = parseFlags(command, argv);
+  if (!flags) {
+    console.log(commandHelp(command));
+    return undefined;
+  }
+  console.error(`${invocationOf(command)} on ${machineSummary(machineInfo())}`);
+  // Every figure below is read with the machine it came from: the CPU line heads the command's tables.
+  console.log(`CPU: ${describeCpu()}`);
+  const result = await (RUNNERS[command] as Runner<C>)(flags);
+  const json = (flags as { json?: string }).json;
+  if (json) {
+    await writeFile(json, JSON.stringify(withMachine(result), null, 2));
+    console.error(`wrote ${json}`);
   }
   return result;
 }
 
-class UsageError extends Error {}
+/** A results file says what it was measured on: the machine (its `cpu` line first) beside the figures. */
+function withMachine(result: unknown): unknown {
+  if (!result || typeof result !== "object" || Array.isArray(result) || "machine" in result) return result;
+  return { ...result, machine: machineInfo() };
+}
 
-function baselineTable(results: Awaited<ReturnType<typeof runBaseline>>["results"]): string {
+async function runBaselineCommand(flags: Flags<"baseline">) {
+  const serving = classifierServingConfig();
+  const precision = await resolvePrecision(DEFAULT_BASELINE_MODEL, flags.precision ?? serving.precision);
+  const report = await runBaseline({ precision, threads: flags.threads ?? serving.threadsPerWorker, batchSizes: flags.batchSizes, runs: flags.runs });
+  console.log(`${report.model} · ${report.precision} · ${report.threads} thread(s) (npm start: ${serving.workers} worker(s) × ${serving.threadsPerWorker} thread(s), ${serving.precision})`);
+  console.log(baselineTable(report.results));
+  return report;
+}
+
+async function runPrecisionCommand(flags: Flags<"precision">) {
+  const { runPrecisionBench, formatPrecisionTable } = await import("./runs/precision.js");
+  const report = await runPrecisionBench({ ...flags, imagesDir: flags.imagesDir });
+  console.log(`\n${report.model} · ${report.settings.threads} thread(s)${report.quick ? " · quick" : ""}`);
+  console.log(formatPrecisionTable(report));
+  return report;
+}
+
+async function runPipelineCommand(flags: Flags<"pipeline">) {
+  const serving = classifierServingConfig();
+  const images = flags.image ?? [path.join(defaultImagesDir(), "darknet_dog.jpg")];
+  const precision = flags.precision ?? serving.precision;
+  const { imageClassifier } = await import("../classifier/image-classifier.js");
+  const { runPipeline } = await import("./runs/pipeline.js");
+  const report = await runPipeline({
+    source: imageClassifier({ precision }),
+    requests: (await imageBodies(images)).map((b) => JSON.parse(b.toString()) as unknown),
+    batchSize: flags.batchSize ?? serving.maxBatchSize,
+    workers: flags.workers ?? serving.workers,
+    // the server's rule unless told: cores ÷ workers
+    threadsPerWorker: flags.threads ?? (flags.workers === undefined ? serving.threadsPerWorker : undefined),
+    images: flags.imageCount,
+  });
+  console.log(`${images.map((f) => path.basename(f)).join(", ")} · precision ${precision}`);
+  console.log(
+    formatTable(
+      ["batch size", "workers × threads", "images", "images/s", "decode ms/img", "failures"],
+      [[String(report.batchSize), `${report.workers} × ${report.threadsPerWorker}`, String(report.images), cell(report.imagesPerSecond), cell(report.decodeMsPerImage, 2), String(report.failures)]],
+    ),
+  );
+  return { ...report, precision };
+}
+
+async function runApiCommand(flags: Flags<"api">) {
+  const report = await runApiBench({
+    url: flags.url,
+    path: flags.path,
+    concurrency: flags.concurrencyLevels,
+    requests: flags.requests,
+    waves: flags.waves,
+    body: flags.body,
+    imagesDir: flags.imagesDir ?? defaultImagesDir(),
+    serverPid: flags.serverPid,
+    onLevel: (l) => process.stderr.write(`c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
+  });
+  console.log(formatApiTable(report));
+  return report;
+}
+
+async function runOverheadCommand(flags: Flags<"overhead">) {
+  const report = await runOverhead({
+    concurrency: flags.concurrencyLevels,
+    requests: flags.requests,
+    bodyBytes: flags.bodyBytes,
+    batchwise: { maxBatchSize: flags.maxBatchSize, workersPerDevice: flags.workers },
+    onLevel: (server, l) => process.stderr.write(`${server} c=${l.concurrency}: ${cell(l.requestsPerSecond)} req/s\n`),
+  });
+  console.log(formatOverheadTable(report));
+  return report;
+}
+
+async function runMainThreadCommand(flags: Flags<"main-thread">) {
+  const { runMainThreadBench, formatMainThreadTable } = await import("./runs/main-thread.js");
+  const { concurrency, requests, bodyBytes, maxBatchSize, workers } = flags;
+  const batchTimeout = maxBatchSize > 1 ? 0.01 : 0;
+  const report = await runMainThreadBench({ concurrency, requests, bodyBytes, batchwise: { maxBatchSize, batchTimeout, workersPerDevice: workers } });
+  console.log(formatMainThreadTable(report));
+  return report;
+}
+
+async function runSuiteCommand(flags: Flags<"suite">) {
+  const { runSuite, formatSuiteSummary } = await import("./runs/suite.js");
+  const { results, reportDir } = await runSuite({ quick: flags.quick, imagesDir: flags.imagesDir ?? defaultImagesDir(), outDir: flags.out });
+  console.log(`\n${formatSuiteSummary(results)}\n\nreport: ${path.join(reportDir, "report.html")}`);
+  return results;
+}
+
+async function runLlmCommand(flags: Flags<"llm">) {
+  const { benchLlm } = await import("./runs/llm.js");
+  const { concurrencyLevels: concurrency, noInProcess: skipInProcess, json: _json, ...rest } = flags;
+  return benchLlm({ ...rest, concurrency, skipInProcess });
+}
+
+async function runStreamCommand(flags: Flags<"stream">) {
+  const { benchStreamOverhead } = await import("./runs/stream-overhead.js");
+  return benchStreamOverhead({ concurrency: flags.concurrencyLevels, tokens: flags.tokens, requests: flags.requests, maxBatchSize: flags.maxBatchSize });
+}
+
+async function runSoakCommand(flags: Flags<"soak">) {
+  const { runSoak, formatSoakReport } = await import("./runs/soak.js");
+  const serving = classifierServingConfig();
+  const report = await runSoak(
+    {
+      minutes: flags.minutes,
+      concurrency: flags.concurrency,
+      windowSeconds: flags.window,
+      warmupSeconds: flags.warmup,
+      imagesDir: flags.imagesDir ?? defaultImagesDir(),
+      maxBatchSize: flags.maxBatchSize ?? serving.maxBatchSize,
+      batchTimeout: flags.batchTimeout ?? serving.batchTimeout,
+      workers: flags.workers ?? serving.workers,
+      precision: flags.precision,
+      requestTimeoutMs: 60_000,
+    },
+    (line) => console.error(`[soak] ${line}`),
+  );
+  console.log(formatSoakReport(report));
+  if (report.errors > 0) process.exitCode = 1;
+  return report;
+}
+
+function baselineTable(results: BaselineReport["results"]): string {
   return formatTable(
     ["batch size", "images/s", "median ms", "min ms", "max ms", "IQR ms", "runs"],
     results.map((r) => [String(r.batchSize), cell(r.imagesPerSecond), cell(r.medianMs, 2), cell(r.minMs, 2), cell(r.maxMs, 2), cell(r.iqrMs, 2), String(r.runs)]),
   );
-}
-
-function intFlag(value: Flags[string]): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`expected a whole number, got "${value}"`);
-  return n;
-}
-
-function listFlag(value: Flags[string]): number[] | undefined {
-  if (value === undefined) return undefined;
-  return String(value)
-    .split(",")
-    .map((part) => intFlag(part.trim())!);
-}
-
-/** undefined when the flag is absent: the caller falls back to what npm start serves (checked by readCliOptions). */
-function precisionFlag(value: Flags[string]): PrecisionChoice | undefined {
-  return value === undefined ? undefined : (value as PrecisionChoice);
-}
-
-function bodyFlag(value: Flags[string]): BodyForm | undefined {
-  if (value === undefined) return undefined;
-  if (!BODY_FORMS.includes(value as BodyForm)) throw new UsageError(`--body must be json or binary, got "${value}"`);
-  return value as BodyForm;
 }

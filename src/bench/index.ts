@@ -22,48 +22,48 @@
  */
 
 // measuring
-export { runBaseline, modelFile, DEFAULT_BATCH_SIZES, DEFAULT_BASELINE_MODEL } from "./baseline.js";
-export type { BaselineOptions, BaselineReport, BaselineResult } from "./baseline.js";
-export { runPipeline, DEFAULT_PIPELINE_IMAGES } from "./pipeline.js";
-export type { PipelineOptions, PipelineReport } from "./pipeline.js";
-export { runApiBench, formatApiTable, DEFAULT_CONCURRENCY } from "./api-bench.js";
-export type { ApiBenchOptions, ApiBenchLevel, ApiBenchReport } from "./api-bench.js";
-export { runLoad, imagePayloads, imageBodies, listImages, defaultImagesDir, BODY_FORMS } from "./load.js";
-export type { LoadOptions, LoadResult, BodyForm, RequestPayload } from "./load.js";
-export { runOverhead, formatOverheadTable } from "./overhead.js";
-export type { OverheadOptions, OverheadReport, OverheadRow } from "./overhead.js";
-export { noopApi, NoopAPI } from "./noop-api.js";
-export { runPrecisionBench, formatPrecisionTable } from "./precision.js";
-export type { PrecisionBenchOptions, PrecisionBenchReport, PrecisionRow, PrecisionAgreement, PrecisionMemory } from "./precision.js";
-export { measurePerformance } from "./performance.js";
-export type { PerformanceOptions, PerformanceReport } from "./performance.js";
-export { runStreamLoad, summarizeStreams, streamChatCompletion, benchLlm, formatLlmTable } from "./llm.js";
-export type { BenchLlmOptions, BenchLlmResult, LlmLevelResult, StreamTiming, LatencySummary } from "./llm.js";
-export { classifierServingConfig, resolvePrecision } from "./serving-config.js";
-export type { ClassifierServingConfig } from "./serving-config.js";
+export { runBaseline, modelFile, DEFAULT_BATCH_SIZES, DEFAULT_BASELINE_MODEL } from "./runs/baseline.js";
+export type { BaselineOptions, BaselineReport, BaselineResult } from "./runs/baseline.js";
+export { runPipeline, DEFAULT_PIPELINE_IMAGES } from "./runs/pipeline.js";
+export type { PipelineOptions, PipelineReport } from "./runs/pipeline.js";
+export { runApiBench, formatApiTable, DEFAULT_CONCURRENCY } from "./runs/api-bench.js";
+export type { ApiBenchOptions, ApiBenchLevel, ApiBenchReport } from "./runs/api-bench.js";
+export { runLoad, imagePayloads, imageBodies, listImages, defaultImagesDir, BODY_FORMS } from "./load/load.js";
+export type { LoadOptions, LoadResult, BodyForm, RequestPayload } from "./load/load.js";
+export { runOverhead, formatOverheadTable } from "./runs/overhead.js";
+export type { OverheadOptions, OverheadReport, OverheadRow } from "./runs/overhead.js";
+export { noopApi, NoopAPI } from "./servers/noop-api.js";
+export { runPrecisionBench, formatPrecisionTable } from "./runs/precision.js";
+export type { PrecisionBenchOptions, PrecisionBenchReport, PrecisionRow, PrecisionAgreement, PrecisionMemory } from "./runs/precision.js";
+export { measurePerformance } from "./runs/performance.js";
+export type { PerformanceOptions, PerformanceReport } from "./runs/performance.js";
+export { runStreamLoad, summarizeStreams, streamChatCompletion, benchLlm, formatLlmTable } from "./runs/llm.js";
+export type { BenchLlmOptions, BenchLlmResult, LlmLevelResult, StreamTiming, LatencySummary } from "./runs/llm.js";
+export { classifierServingConfig, resolvePrecision } from "./servers/serving-config.js";
+export type { ClassifierServingConfig } from "./servers/serving-config.js";
 
 // the suite and its report
-export { runSuite, formatSuiteSummary, SUITE_CONFIGS, SUITE_TARGETS } from "./suite.js";
-export type { SuiteOptions } from "./suite.js";
-export type { SuiteConfig, SuiteResults, ConfigResult } from "./suite-results.js";
-export { writeReport, reportHtml, reportSections } from "./report.js";
-export { evaluateTargets, formatTargetsTable } from "./targets.js";
-export type { Target, TargetOutcome } from "./targets.js";
+export { runSuite, formatSuiteSummary, SUITE_CONFIGS, SUITE_TARGETS } from "./runs/suite.js";
+export type { SuiteOptions } from "./runs/suite.js";
+export type { SuiteConfig, SuiteResults, ConfigResult } from "./runs/suite-results.js";
+export { writeReport, reportHtml, reportSections } from "./report/report.js";
+export { evaluateTargets, formatTargetsTable } from "./report/targets.js";
+export type { Target, TargetOutcome } from "./report/targets.js";
 
 // servers in their own process, machine and resource readings
-export { startServerProcess, withServerProcess } from "./server-process.js";
-export type { ServerProcess } from "./server-process.js";
-export type { ChildServerConfig } from "./serve-child.js";
-export { machineInfo, machineSummary } from "./machine.js";
-export type { MachineInfo } from "./machine.js";
-export { UsageSampler, withUsage, readTreeRssMiB } from "./usage.js";
-export type { UsagePoint, UsageReport } from "./usage.js";
-export { histogramBuckets, bucketDifference } from "./metrics-text.js";
+export { startServerProcess, withServerProcess } from "./servers/server-process.js";
+export type { ServerProcess } from "./servers/server-process.js";
+export type { ChildServerConfig } from "./servers/serve-child.js";
+export { machineInfo, machineSummary } from "./load/machine.js";
+export type { MachineInfo } from "./load/machine.js";
+export { UsageSampler, withUsage, readTreeRssMiB } from "./load/usage.js";
+export type { UsagePoint, UsageReport } from "./load/usage.js";
+export { histogramBuckets, bucketDifference } from "./load/metrics-text.js";
 
 // numbers and tables
-export { summarize, percentile, median, mean } from "./stats.js";
-export type { Summary } from "./stats.js";
-export { formatTable, cell } from "./table.js";
+export { summarize, percentile, median, mean } from "./load/stats.js";
+export type { Summary } from "./load/stats.js";
+export { formatTable, cell } from "./report/table.js";
 
 // notebooks
 export { notebookEnvironment, readPrevious, busyWarning, getJson, getText, withoutSeries } from "./notebook.js";
@@ -91,8 +91,8 @@ export {
   plotlyScriptTag,
   escapeHtml,
   formatNumber,
-} from "../plot/plotly.js";
-export type { Figure, Series, PageSection } from "../plot/plotly.js";
-export { precisionFigure } from "../plot/precision.js";
-export { renderPng, renderFigurePng, findChromium, ChromiumNotFoundError } from "../plot/png.js";
-export type { PngOptions } from "../plot/png.js";
+} from "./report/figures/plotly.js";
+export type { Figure, Series, PageSection } from "./report/figures/plotly.js";
+export { precisionFigure } from "./report/figures/precision.js";
+export { renderPng, renderFigurePng, findChromium, ChromiumNotFoundError } from "./report/figures/png.js";
+export type { PngOptions } from "./report/figures/png.js";

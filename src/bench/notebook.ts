@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableCores } from "../runtime/device.js";
-import { machineInfo, machineSummary, type MachineInfo } from "./machine.js";
+import { machineInfo, machineSummary, type MachineInfo } from "./load/machine.js";
 
 /**
  * What every tutorial notebook needs before its first measurement, in one place instead of a block copied into each

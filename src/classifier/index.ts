@@ -8,6 +8,6 @@ export {
   type ClassifierRequest,
   type ClassifierResponse,
   type ImageInput,
-} from "../apps/image-classifier.js";
-export { preprocessImage, preprocessLevels, normalizeInto, referencePreprocess, IMAGENET_MEAN, IMAGENET_STD, CROP_SIZE } from "../apps/image-preprocess.js";
-export { catDogOther, topK, softmaxRows, loadClassNames, LABEL_MODES, type LabelMode, type Prediction } from "../apps/labels.js";
+} from "./image-classifier.js";
+export { preprocessImage, preprocessLevels, normalizeInto, referencePreprocess, IMAGENET_MEAN, IMAGENET_STD, CROP_SIZE } from "./image-preprocess.js";
+export { catDogOther, topK, softmaxRows, loadClassNames, LABEL_MODES, type LabelMode, type Prediction } from "./labels.js";

@@ -1,4 +1,5 @@
 /** `batchwise/openai`: the OpenAI-compatible wire format (/v1/chat/completions, /v1/completions, /v1/models). */
-export { openAISpec, openAIErrorBody, type OpenAISpecOptions } from "../specs/openai.js";
-export type { ChatMessage, ChatRole, ChatStep, FinishReason, TokenUsage } from "../specs/openai.js";
-export { InvalidRequestError, UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, type ChatCompletionRequest, type CompletionRequest } from "../specs/openai.js";
+export { openAISpec, openAIErrorBody, estimateTokens, type OpenAIDeclaration, type OpenAISpecOptions } from "./spec.js";
+export type { ChatMessage, ChatRole, ChatStep, FinishReason, MediaPart, TokenUsage, ToolCallDelta, OpenAIAccepts } from "./spec.js";
+export { InvalidRequestError, UNSUPPORTED_CHAT, UNSUPPORTED_COMPLETION, type ChatCompletionRequest, type CompletionRequest } from "./spec.js";
+export { openAIEmbeddingSpec, parseEmbeddingRequest, type EmbeddingOutput, type EmbeddingRequest, type OpenAIEmbeddingSpecOptions } from "./embeddings-spec.js";

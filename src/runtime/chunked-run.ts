@@ -3,10 +3,9 @@
  *
  * Why: at batch 64 a MobileNet's activations (64 × 112 × 112 × 96 bytes for one int8 expansion layer, four times
  * that in fp32) are far larger than the CPU caches, so every layer streams them through memory, and onnxruntime's
- * arena grows to hold them. Sub-batches of 8 keep each layer's tensors near the cache and the arena small. Measured
- * on this 2-core Zen 5 (one intra-op thread, CPU time per image, interleaved, scripts/bench-model.ts --chunk):
- * int8 MobileNetV2 4.33 → 3.79 ms (fp32 8.56 → 6.81 ms); resident memory after a 64-image batch, per session,
- * 378 → 185 MiB. The items are independent (no batch-wide op such as batch-norm in training mode), so the result is
+ * arena grows to hold them. Sub-batches of 8 keep each layer's tensors near the cache and the arena small: less CPU
+ * time per image and a far smaller arena on the CPUs measured (docs/performance.md, "Sub-batches on the CPU"). The
+ * items are independent (no batch-wide op such as batch-norm in training mode), so the result is
  * the same as one run. This is a CPU measure: a GPU wants the whole batch in one run.
  */
 import { ort, type Session } from "./onnx.js";

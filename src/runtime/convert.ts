@@ -13,14 +13,9 @@
  * default-domain opset and rewrites the few ops whose signature changed on the way (Squeeze/Unsqueeze axes become
  * an input), and refuses graphs with ops it does not know to be unchanged, rather than write a model that lies.
  *
- * Converted files are cached next to the model, or in BATCHWISE_CACHE_DIR (default ~/.cache/batchwise) when the
- * model folder is read-only, named by a hash of the source bytes and the conversion, so a changed source never
- * reuses a stale conversion.
+ * Converted files are cached (model-cache.ts).
  */
-import { createHash, randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { derivedModelFile } from "./model-cache.js";
 import {
   AttributeType,
   DataType,
@@ -67,7 +62,7 @@ const OPSET_STABLE_OPS = new Set([
   "Squeeze", "Unsqueeze",
 ]);
 
-export class ConversionError extends Error {
+class ConversionError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "ConversionError";
@@ -78,40 +73,13 @@ export class ConversionError extends Error {
  * The path of `source` converted to `target`, converting (and caching) on first use.
  * @example
  * ```ts
+ * import { convertedModelFile } from "batchwise";
+ *
  * const file = await convertedModelFile("models/net/net-fp32.onnx", "fp16", "compute");
  * ```
  */
 export async function convertedModelFile(source: string, target: LowPrecision, mode: ConversionMode): Promise<string> {
-  const bytes = readFileSync(source);
-  const key = createHash("sha256").update(bytes).update(`\0${target}\0${mode}\0v${CONVERTER_VERSION}`).digest("hex").slice(0, 16);
-  const name = `${path.basename(source, ".onnx")}.${target}-${mode}.${key}.onnx`;
-  const dir = writable(path.dirname(source)) ? path.dirname(source) : cacheDir();
-  const file = path.join(dir, name);
-  if (existsSync(file)) return file;
-  const converted = convertModel(bytes, target, mode);
-  mkdirSync(dir, { recursive: true });
-  const temp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    writeFileSync(temp, converted);
-    renameSync(temp, file); // atomic: a parallel worker converting the same model reads a whole file or none
-  } finally {
-    rmSync(temp, { force: true });
-  }
-  return file;
-}
-
-export function cacheDir(): string {
-  return path.resolve(process.env.BATCHWISE_CACHE_DIR ?? path.join(os.homedir(), ".cache", "batchwise"));
-}
-
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    // root passes access() on any folder: a folder without write bits is read-only by intent (shared models)
-    return (statSync(dir).mode & 0o222) !== 0;
-  } catch {
-    return false;
-  }
+  return derivedModelFile(source, `${target}-${mode}`, `${target}\0${mode}\0v${CONVERTER_VERSION}`, (bytes) => convertModel(bytes, target, mode));
 }
 
 /** Convert an fp32 model's bytes; see the module comment for the two modes. */

@@ -5,7 +5,7 @@
  * fallback that would serve at a tenth of the expected speed.
  */
 import { spawnSync } from "node:child_process";
-import type { Accelerator, AcceleratorChoice } from "../api.js";
+import type { Accelerator, AcceleratorChoice } from "../api/model-api.js";
 import { encodeModel, DataType } from "./onnx-schema.js";
 import { executionProviders, ort, summarizeOrtError } from "./onnx.js";
 

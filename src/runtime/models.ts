@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
-export interface ManifestFile {
+interface ManifestFile {
   name: string;
   /** Where a user with internet access downloads it; absent for files derived locally. */
   url?: string;
@@ -104,28 +104,28 @@ export async function resolveModel(idOrPath: string, options: ResolveOptions = {
     );
   }
   const download = options.download ?? process.env.BATCHWISE_OFFLINE !== "1";
-  const howTo = instructions(entry, dir);
-  if (!download) throw new ModelNotFoundError(`Model "${idOrPath}" not found in ${dir} and downloads are off (BATCHWISE_OFFLINE=1). ${howTo}`);
+  if (!download) throw new ModelNotFoundError(`Model "${idOrPath}" not found in ${dir}, and downloads are off (BATCHWISE_OFFLINE=1). ${howToGet(idOrPath, true)}`);
   try {
     await downloadModel(entry, dir);
   } catch (error) {
-    throw new ModelNotFoundError(`Model "${idOrPath}" not found in ${dir}, and downloading it failed: ${(error as Error).message}. ${howTo}`);
+    throw new ModelNotFoundError(`Model "${idOrPath}" not found in ${dir}, and downloading it failed: ${(error as Error).message}. ${howToGet(idOrPath, false)}`);
   }
   return { id: idOrPath, dir, origin: "downloaded" };
 }
 
-function instructions(entry: ManifestEntry, dir: string): string {
-  const downloads = entry.files.filter((f) => f.url).map((f) => `curl -L -o ${path.join(dir, f.name)} ${f.url}`);
-  const derived = entry.files.filter((f) => !f.url).map((f) => `${f.name}: ${f.derive ?? "no public download"}`);
+/**
+ * What a package user can do about a missing model, in one sentence that fits a few terminal lines (a worker's
+ * setup error travels as one line) and names nothing the package lacks.
+ */
+function howToGet(id: string, offline: boolean): string {
   return (
-    `To install it by hand: ${downloads.join(" && ")}` +
-    (derived.length ? `. Optional files made locally: ${derived.join("; ")}` : "") +
-    ". Or set BATCHWISE_MODELS_DIR to a folder that has it."
+    `To serve it: ${offline ? "unset BATCHWISE_OFFLINE to download it, " : ""}put its files there (names and URLs: data/models.json in the ` +
+    `batchwise package), set BATCHWISE_MODELS_DIR to a folder that holds ${id}/, or pass a model file or folder (--model ./model.onnx, or \`model\` in code).`
   );
 }
 
 /** Download every file with a url into `dir` (the folder appears only once all files are verified). */
-export async function downloadModel(entry: ManifestEntry, dir: string): Promise<void> {
+async function downloadModel(entry: ManifestEntry, dir: string): Promise<void> {
   const staging = `${dir}.partial-${process.pid}-${randomBytes(4).toString("hex")}`;
   mkdirSync(staging, { recursive: true });
   try {

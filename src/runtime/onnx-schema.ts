@@ -212,7 +212,7 @@ export interface TensorProto {
   dataLocation?: number;
   [field: string]: unknown;
 }
-export interface AttributeProto {
+interface AttributeProto {
   name?: string;
   type?: number;
   i?: Int64;
@@ -233,11 +233,11 @@ export interface NodeProto {
   attribute?: AttributeProto[];
   [field: string]: unknown;
 }
-export interface TypeProto {
+interface TypeProto {
   tensorType?: { elemType?: number; shape?: unknown };
   [field: string]: unknown;
 }
-export interface ValueInfoProto {
+interface ValueInfoProto {
   name?: string;
   type?: TypeProto;
   [field: string]: unknown;

@@ -3,7 +3,7 @@
  * optimisation settings.
  */
 import ort from "onnxruntime-node";
-import type { Accelerator, Device } from "../api.js";
+import type { Accelerator, Device } from "../api/model-api.js";
 import { availableCores } from "./cores.js";
 
 export type Session = ort.InferenceSession;

@@ -18,7 +18,7 @@ import { raiseOpset } from "./convert.js";
 import { AttributeType, DataType, decodeModel, encodeModel, toNumber, type GraphProto, type NodeProto, type TensorProto } from "./onnx-schema.js";
 
 /** Op kinds the quantizer handles; the rest of the graph stays as it is. */
-export type QuantizableKind = "depthwise" | "pointwise" | "conv" | "add" | "pool" | "gemm";
+type QuantizableKind = "depthwise" | "pointwise" | "conv" | "add" | "pool" | "gemm";
 
 /** Observed value range of a tensor (calibration output). */
 export interface Range {
@@ -34,7 +34,16 @@ export class QuantizationError extends Error {
 }
 
 /** Bump when the quantizer's output changes, so cached files are rebuilt. */
-export const QUANTIZER_VERSION = 1;
+export const QUANTIZER_VERSION = 2;
+
+export interface QuantizeOptions {
+  /**
+   * 7-bit weights (−63…63) instead of 8-bit. x86 CPUs without VNNI (AVX2 only) multiply u8 activations by s8
+   * weights with an instruction that adds each pair of products into a saturating 16-bit sum: 255 × 127 × 2
+   * overflows it, 255 × 63 × 2 does not. VNNI, AMX and ARM dotprod accumulate in 32 bits and need no such care.
+   */
+  reduceRange?: boolean;
+}
 
 /**
  * Quantize an fp32 model's bytes given the calibrated range of every activation the quantized ops touch.
@@ -44,7 +53,8 @@ export const QUANTIZER_VERSION = 1;
  * writeFileSync("net-qdq-int8.onnx", quantizeModel(fp32Bytes, ranges));
  * ```
  */
-export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Range>): Uint8Array {
+export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Range>, options: QuantizeOptions = {}): Uint8Array {
+  const weightMax = options.reduceRange ? 63 : 127;
   const model = decodeModel(bytes);
   const graph = model.graph;
   if (!graph) throw new QuantizationError("The model has no graph");
@@ -94,7 +104,8 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ran
     // integer kernel only when its QuantizeLinear is its only consumer
     node.input = (node.input ?? []).map((name) => dequantized.get(name) ?? name);
     if (quantized.has(node) && (node.opType === "Conv" || node.opType === "Gemm")) {
-      const params = quantizeParameters(node, initializers, scales.get(data!)!);
+      const depthwise = quantizableKind(node, initializers) === "depthwise";
+      const params = quantizeParameters(node, initializers, scales.get(data!)!, depthwise ? 127 : weightMax);
       for (const name of params.removed) {
         if (removed.has(name)) throw new QuantizationError(`Weight ${name} is shared by several ops, which is not supported`);
         removed.add(name);
@@ -110,12 +121,12 @@ export function quantizeModel(bytes: Uint8Array, ranges: ReadonlyMap<string, Ran
   graph.initializer = [...(graph.initializer ?? []).filter((t) => !removed.has(t.name!)), ...added];
   // old IR versions list initializers among the graph inputs: the float weights are gone, so are those entries
   graph.input = (graph.input ?? []).filter((i) => !removed.has(i.name!));
-  model.producerName = `${model.producerName ?? ""}+batchwise-qdq-u8s8`;
+  model.producerName = `${model.producerName ?? ""}+batchwise-qdq-u8s8${options.reduceRange ? "-reduced" : ""}`;
   return encodeModel(model);
 }
 
 /** The op kind of a node the quantizer handles, or undefined for ops that stay as they are. */
-export function quantizableKind(node: NodeProto, initializers: ReadonlyMap<string, TensorProto>): QuantizableKind | undefined {
+function quantizableKind(node: NodeProto, initializers: ReadonlyMap<string, TensorProto>): QuantizableKind | undefined {
   switch (node.opType) {
     case "Conv": {
       const weight = initializers.get(node.input?.[1] ?? "");
@@ -168,7 +179,7 @@ export function activationParams(range: Range): { scale: number; zeroPoint: numb
 }
 
 /**
- * Conv/Gemm weights → signed int8, symmetric (zero point 0), one scale per output channel (axis 0: Conv
+ * Conv/Gemm weights → signed int8 (7-bit with reduceRange), symmetric (zero point 0), one scale per output channel (axis 0: Conv
  * [out, in/group, kh, kw], Gemm with transB [out, in]); bias → int32 at scale input_scale × weight_scale[c], which
  * onnxruntime's integer kernels add straight into their int32 accumulators. The DequantizeLinear nodes write the
  * original names, so the op itself keeps its inputs.
@@ -177,6 +188,7 @@ function quantizeParameters(
   node: NodeProto,
   initializers: ReadonlyMap<string, TensorProto>,
   inputScale: number,
+  weightMax: number,
 ): { tensors: TensorProto[]; nodes: NodeProto[]; removed: string[] } {
   const [, weightName, biasName] = node.input!;
   const weight = initializers.get(weightName);
@@ -190,9 +202,9 @@ function quantizeParameters(
   for (let c = 0; c < channels; c++) {
     let absMax = 0;
     for (let i = c * perChannel; i < (c + 1) * perChannel; i++) absMax = Math.max(absMax, Math.abs(values[i]));
-    const scale = Math.fround(absMax > 0 ? absMax / 127 : 1);
+    const scale = Math.fround(absMax > 0 ? absMax / weightMax : 1);
     scales[c] = scale;
-    for (let i = c * perChannel; i < (c + 1) * perChannel; i++) q[i] = Math.max(-127, Math.min(127, Math.round(values[i] / scale)));
+    for (let i = c * perChannel; i < (c + 1) * perChannel; i++) q[i] = Math.max(-weightMax, Math.min(weightMax, Math.round(values[i] / scale)));
   }
   const tensors: TensorProto[] = [
     { name: `${weightName}__int8`, dataType: DataType.INT8, dims, rawData: new Uint8Array(q.buffer) },

@@ -1,7 +1,8 @@
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { isMainThread } from "node:worker_threads";
-import { ModelAPI, type ApiConstructor, type ApiSource } from "../api.js";
+import { ModelAPI, type ApiConstructor, type ApiSource } from "../api/model-api.js";
 import { OptionError } from "./options.js";
 
 /**
@@ -24,14 +25,14 @@ interface WorkerSlot {
   offer(Api: ApiConstructor): void;
 }
 
-export function isApiSource(value: unknown): value is ApiSource {
+function isApiSource(value: unknown): value is ApiSource {
   return (
     typeof value === "object" && value !== null && typeof (value as ApiSource).module === "string" &&
     typeof (value as ApiSource).export === "string" && !(value instanceof ModelAPI)
   );
 }
 
-export function isApiClass(value: unknown): value is ApiConstructor {
+function isApiClass(value: unknown): value is ApiConstructor {
   return typeof value === "function" && value.prototype instanceof ModelAPI;
 }
 
@@ -40,10 +41,23 @@ export function inModelWorker(): boolean {
   return !isMainThread && (globalThis as Record<symbol, unknown>)[WORKER_SLOT] !== undefined;
 }
 
-/** Inside a model worker: give the worker the API classes a module serves. */
+/** Inside a model worker: give the worker the API classes a module serves (and any other class it names, kept). */
 export function offerApis(apis: unknown[]): void {
   const slot = (globalThis as Record<symbol, WorkerSlot | undefined>)[WORKER_SLOT];
-  for (const api of apis) if (isApiClass(api)) slot?.offer(api);
+  for (const api of apis) {
+    if (isApiClass(api)) slot?.offer(api);
+    else if (typeof api === "function" && api.name) offeredClasses().set(api.name, api);
+  }
+}
+
+/**
+ * Classes other than APIs that a module calling `serve` handed over in a worker (callback classes given to `serve`),
+ * by name: that module never finishes loading there, so its exports cannot be imported.
+ */
+export function offeredClasses(): Map<string, unknown> {
+  const key = Symbol.for("batchwise.offeredClasses");
+  const global = globalThis as Record<symbol, Map<string, unknown> | undefined>;
+  return (global[key] ??= new Map());
 }
 
 /**
@@ -82,20 +96,21 @@ export async function resolveApi(
   apiOptions: unknown,
 ): Promise<{ source?: ApiSource; instance: ModelAPI }> {
   if (isApiClass(api)) {
-    const from = module ?? callerModule();
+    const from = module === undefined ? callerModule() : resolveModulePath(module, callerModule());
     if (!from) throw new OptionError(`Cannot tell which file exports ${api.name}: pass \`module: import.meta.url\``);
-    return { source: { module: from, export: api.name, options: apiOptions }, instance: new api(apiOptions) };
+    return { source: { module: from, export: api.name, options: apiOptions }, instance: new (api as new (options: unknown) => ModelAPI)(apiOptions) };
   }
   if (isApiSource(api)) {
     if (apiOptions !== undefined) throw new OptionError("apiOptions is for an api class; an ApiSource carries its own `options`");
-    const file = toPath(api.module);
+    const file = resolveModulePath(api.module, callerModule());
     if (callerFiles().includes(file)) {
       throw new OptionError(
         `serve/createServer was called from ${path.basename(file)}, the module the api source points to: importing it ` +
           `again would wait for itself. Pass the class instead: serve({ api: ${api.export} })`,
       );
     }
-    return { source: api, instance: await loadApi(api) };
+    const source = { ...api, module: file };
+    return { source, instance: await loadApi(source) };
   }
   if (api instanceof ModelAPI) return { instance: api };
   throw new OptionError("api must be a ModelAPI class, an ApiSource { module, export, options } or a ModelAPI instance");
@@ -112,7 +127,14 @@ export async function loadApi(source: ApiSource): Promise<ModelAPI> {
     const slot: WorkerSlot = { offer: (Api) => Api.name === source.export && resolve(Api) };
     (globalThis as Record<symbol, unknown>)[WORKER_SLOT] = slot;
   });
-  const imported = import(specifier).then((mod: Record<string, unknown>) => {
+  const imported = import(specifier).catch((error: NodeJS.ErrnoException) => {
+    // The .ts beside a missing .js was chosen (see resolveModulePath), but this process does not run TypeScript.
+    if (error?.code !== "ERR_UNKNOWN_FILE_EXTENSION" || !/\.[mc]?ts$/.test(specifier)) throw error;
+    throw new OptionError(
+      `${fileURLToPath(specifier)} is TypeScript and its .js does not exist: run the server under tsx ` +
+        "(`npx tsx server.ts`), or compile both files and run the compiled server",
+    );
+  }).then((mod: Record<string, unknown>) => {
     const Api = mod[source.export];
     if (typeof Api !== "function") {
       throw new Error(
@@ -123,13 +145,28 @@ export async function loadApi(source: ApiSource): Promise<ModelAPI> {
     return Api as ApiConstructor;
   });
   const Api = await Promise.race([imported, offered]);
-  const api = new Api(source.options);
+  const api = new (Api as new (options: unknown) => ModelAPI)(source.options);
   if (typeof api.predict !== "function") {
     throw new Error(`"${source.export}" from ${source.module} is not a ModelAPI (no predict method)`);
   }
   return api;
 }
 
-function toPath(module: string): string {
-  return module.startsWith("file:") ? fileURLToPath(module) : path.resolve(module);
+/**
+ * The file an API module path names, spelled as a TypeScript `nodenext` import is, so one spelling works under tsx and
+ * compiled: a relative path is taken from the file that called serve/createServer (as an import would be; the
+ * working directory when that file has no such module), and a `.js` (`.mjs`, `.cjs`) that does not exist but has a
+ * `.ts` (`.mts`, `.cts`) beside it is that TypeScript file: the source, run through tsx.
+ */
+export function resolveModulePath(module: string, caller: string | undefined): string {
+  if (module.startsWith("file:")) return typeScriptTwin(fileURLToPath(module));
+  if (path.isAbsolute(module)) return typeScriptTwin(module);
+  const fromCaller = caller && /^\.\.?[\\/]/.test(module) ? typeScriptTwin(path.resolve(path.dirname(caller), module)) : undefined;
+  return fromCaller && existsSync(fromCaller) ? fromCaller : typeScriptTwin(path.resolve(module));
+}
+
+function typeScriptTwin(file: string): string {
+  if (existsSync(file)) return file;
+  const twin = file.replace(/\.([mc]?)js$/, ".$1ts");
+  return twin !== file && existsSync(twin) ? twin : file;
 }

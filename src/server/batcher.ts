@@ -1,7 +1,9 @@
 import type { Cancellation } from "./cancellation.js";
 import { Channel } from "./channel.js";
-import { errors, HttpError } from "./errors.js";
+import { errors, HttpError } from "../api/errors.js";
+import type { RequestRecord } from "./request-record.js";
 import { itemFailure } from "./run-batch.js";
+import { activeTracer, BatchTrace } from "./tracing.js";
 import type { Runner, WorkerPool } from "./worker-pool.js";
 
 export interface BatcherOptions {
@@ -13,6 +15,8 @@ export interface BatcherOptions {
   queueTimeout: number;
   /** Queue length beyond which new items are refused with 503. */
   maxQueueSize: number;
+  /** The endpoint's path (tracing names its batches after it). */
+  path?: string;
   /** Called with the size of every batch dispatched (metrics). */
   onBatch?: (size: number) => void;
   /**
@@ -42,6 +46,8 @@ interface QueueItem {
   redecode?: () => unknown;
   /** Streaming: the client already has outputs of it (a retry would repeat them). */
   emitted?: boolean;
+  /** The request's record: its deadline, and where its stage times go. */
+  record?: RequestRecord;
 }
 
 /**
@@ -73,14 +79,14 @@ export class Batcher {
    * Queue one decoded input; resolves with its output. `redecode` makes the input again for a retry (idempotent
    * endpoints): the first one's buffers were moved to the worker that died.
    */
-  submit(input: unknown, cancellation: Cancellation, redecode?: () => unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => this.enqueue({ input, cancellation, resolve, reject, redecode }));
+  submit(input: unknown, cancellation: Cancellation, redecode?: () => unknown, record?: RequestRecord): Promise<unknown> {
+    return new Promise((resolve, reject) => this.enqueue({ input, cancellation, resolve, reject, redecode, record }));
   }
 
   /** Queue one decoded input of a streaming endpoint; yields its outputs as the worker produces them. */
-  submitStream(input: unknown, cancellation: Cancellation, redecode?: () => unknown): AsyncIterable<unknown> {
+  submitStream(input: unknown, cancellation: Cancellation, redecode?: () => unknown, record?: RequestRecord): AsyncIterable<unknown> {
     const channel = new Channel<unknown>();
-    this.enqueue({ input, cancellation, channel, reject: (error) => channel.fail(error), redecode });
+    this.enqueue({ input, cancellation, channel, reject: (error) => channel.fail(error), redecode, record });
     return channel;
   }
 
@@ -95,6 +101,7 @@ export class Batcher {
 
   /** Re-evaluate dispatch: called on enqueue, when a worker becomes idle, and when a fill timer fires. */
   pump = (): void => {
+    if (this.withDeadline > 0) this.dropExpired();
     while (this.queue.length > 0) {
       if (this.shouldWait()) return;
       const runner = this.pool.take();
@@ -108,11 +115,16 @@ export class Batcher {
     for (const item of this.queue.splice(0)) this.settle(item).reject(error);
   }
 
-  private enqueue(fields: Pick<QueueItem, "input" | "cancellation" | "resolve" | "reject" | "channel" | "redecode">) {
+  private enqueue(fields: Pick<QueueItem, "input" | "cancellation" | "resolve" | "reject" | "channel" | "redecode" | "record">) {
     this.checkCapacity();
     if (fields.cancellation.aborted) return;
     const item = fields as QueueItem;
     item.enqueuedAt = performance.now();
+    if (item.record) {
+      item.record.enqueuedAt = item.enqueuedAt;
+      // decodeRequest took the whole time left: the model never sees it
+      if (item.record.expired(item.enqueuedAt)) return item.reject(new HttpError("deadline_exceeded"));
+    }
     this.wait(item);
     this.queue.push(item);
     this.schedulePump();
@@ -172,26 +184,41 @@ export class Batcher {
       clearTimeout(this.fillTimer);
       this.fillTimer = null;
     }
-    for (const item of items) this.settle(item);
+    for (const item of items) {
+      this.settle(item);
+      if (item.record) item.record.batchSize = items.length;
+    }
     this.options.onBatch?.(items.length);
     const inputs = items.map((item) => item.input);
     const cancellations = items.map((item) => item.cancellation);
     const streaming = items[0].channel !== undefined;
+    const requestIds = this.pool.wantsRequestIds ? items.map((item) => item.record?.requestId ?? "") : undefined;
+    // Spans only where an SDK is registered; the trace context goes on to the model when any item has one.
+    const batchTrace = activeTracer() ? BatchTrace.begin(items.map((item) => item.record), this.options.path ?? "", runner.id) : undefined;
+    const traceparents = batchTrace || items.some((item) => item.record?.traceparent) ? BatchTrace.traceparents(items.map((item) => item.record)) : undefined;
+    const meta = requestIds || traceparents ? { requestIds, traceparents } : undefined;
     try {
-      const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes) => {
+      const outcome = await this.pool.run(runner, inputs, cancellations, streaming ? (outputs, indexes, ended) => {
         outputs.forEach((output, k) => {
           if (output === undefined) return;
+          const record = items[indexes[k]].record;
+          if (record && !record.firstOutputAt) record.firstOutputAt = performance.now();
           items[indexes[k]].emitted = true;
           items[indexes[k]].channel!.push(output);
         });
-      } : undefined);
+        // An item whose stream is finished closes its response now, not when its batch's longest stream does.
+        for (const i of ended ?? []) items[i].channel!.end();
+      } : undefined, meta);
+      batchTrace?.end(outcome.predict, outcome.errors.some((error) => error !== undefined));
       items.forEach((item, i) => {
+        if (item.record && outcome.predict) item.record.predictMs = outcome.predict.ms;
         const error = outcome.errors[i];
         if (error !== undefined) item.reject(itemFailure(error));
         else if (item.channel) item.channel.end();
         else item.resolve!(outcome.outputs[i]);
       });
     } catch (error) {
+      batchTrace?.end(undefined, true);
       const crashed = error instanceof HttpError && error.code === "worker_crashed";
       // reversed: the retried items go back to the head of the queue in their order (they have waited longest)
       for (const item of [...items].reverse()) {
@@ -237,7 +264,17 @@ export class Batcher {
    * dispatch is dropped (its input never reaches the model).
    */
   private wait(item: QueueItem): void {
-    item.timer = setTimeout(() => this.expire(item), this.options.queueTimeout * 1000);
+    const queueMs = this.options.queueTimeout * 1000;
+    const deadline = item.record?.deadline;
+    if (deadline === undefined) {
+      item.timer = setTimeout(() => this.expire(item), queueMs);
+    } else {
+      this.withDeadline++;
+      const leftMs = deadline - performance.now();
+      item.timer = leftMs < queueMs
+        ? setTimeout(() => this.remove(item, new HttpError("deadline_exceeded")), Math.max(0, leftMs))
+        : setTimeout(() => this.expire(item), queueMs);
+    }
     item.unwatch = item.cancellation.onAbort(() => this.remove(item, new HttpError("client_closed")));
   }
 
@@ -245,7 +282,28 @@ export class Batcher {
   private settle(item: QueueItem): QueueItem {
     clearTimeout(item.timer);
     item.unwatch();
+    if (item.record) {
+      item.record.dequeuedAt = performance.now();
+      if (item.record.deadline !== undefined) this.withDeadline--;
+    }
     return item;
+  }
+
+  /** Queued items that carry a deadline: while there are none, dispatch checks none. */
+  private withDeadline = 0;
+
+  /**
+   * Fail the queued items whose deadline has passed, so that no batch runs one. Their timers would too, but a timer
+   * fires after the turn it is due in, and a batch formed in that turn must not take the item along.
+   */
+  private dropExpired(): void {
+    const now = performance.now();
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const item = this.queue[i];
+      if (!item.record?.expired(now)) continue;
+      this.queue.splice(i, 1);
+      this.settle(item).reject(new HttpError("deadline_exceeded"));
+    }
   }
 
   private remove(item: QueueItem, error: HttpError) {

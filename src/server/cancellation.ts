@@ -1,4 +1,5 @@
-import type { RequestContext } from "../api.js";
+import { requestIdFrom } from "./failure-log.js";
+import type { RequestContext } from "../api/model-api.js";
 
 /**
  * One request's cancellation: aborted when its client goes away. The server tracks every request with one of these
@@ -43,8 +44,13 @@ export class Cancellation {
 const noop = () => {};
 
 /** A request's context for the API: its signal is the cancellation's, made only if the API reads it. */
-export function requestContext(cancellation: Cancellation, headers: RequestContext["headers"] = {}): RequestContext {
+export function requestContext(
+  cancellation: Cancellation,
+  headers: RequestContext["headers"] = {},
+  requestId: string = requestIdFrom(headers["x-request-id"]),
+): RequestContext {
   return {
+    requestId,
     get signal() {
       return cancellation.signal;
     },

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { apiKeyMatcher } from "./auth.js";
-import { errors } from "./errors.js";
+import { errors } from "../api/errors.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /** Where the server is in its life; the probes and the hooks read it. */
@@ -14,7 +14,7 @@ export interface ServerState {
 }
 
 /** Routes a load balancer or an orchestrator polls: never behind the API key. */
-export const PROBE_PATHS = new Set(["/health", "/livez", "/readyz"]);
+const PROBE_PATHS = new Set(["/health", "/livez", "/readyz"]);
 
 /** Hooks every request passes: shutdown, CORS, authentication, metrics. Order matters and is explained inline. */
 export function registerHooks(

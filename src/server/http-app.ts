@@ -1,11 +1,13 @@
 import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
-import { clean, errors, HttpError, toHttpError } from "./errors.js";
+import { clean, errors, HttpError, toHttpError } from "../api/errors.js";
+import { errorDetail, formatFailure, requestIdFrom } from "./failure-log.js";
 import { parseJsonBody } from "./json-body.js";
 import { installLingeringClose } from "./lingering-close.js";
-import { errorBody, type Spec } from "./spec.js";
-import { parseMultipart } from "./upload.js";
+import { errorBody, type Spec } from "../api/spec.js";
+import { parseMultipart } from "../api/upload.js";
+import { schemaErrorFormatter, VALIDATOR_OPTIONS } from "./validation.js";
 
 export interface HttpAppOptions {
   maxPayloadSize: number;
@@ -14,6 +16,8 @@ export interface HttpAppOptions {
   /** Raw body types any endpoint takes (see ModelAPI.binaryTypes); with any, multipart/form-data too. */
   binaryTypes: readonly string[];
   log: (line: string) => void;
+  /** TLS options (key, cert…) to serve HTTPS; absent: plain HTTP. */
+  https?: import("node:https").ServerOptions;
 }
 
 /**
@@ -22,18 +26,23 @@ export interface HttpAppOptions {
  */
 export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   const { requestTimeout } = options;
+  const serverOptions = {
+    // Node enforces requestTimeout on a request's BODY only while headersTimeout ≤ requestTimeout (its default,
+    // 60 s, is not lowered when fastify sets requestTimeout after construction): without this, a client that sent
+    // headers and half a body held its connection until the 120 s idle timeout, forever if it trickled bytes.
+    headersTimeout: requestTimeout * 1000,
+    // Timeouts are checked on this interval (Node's default: every 30 s), so a short requestTimeout means it.
+    connectionsCheckingInterval: 1000,
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: options.maxPayloadSize,
     requestTimeout: requestTimeout * 1000,
-    http: {
-      // Node enforces requestTimeout on a request's BODY only while headersTimeout ≤ requestTimeout (its default,
-      // 60 s, is not lowered when fastify sets requestTimeout after construction): without this, a client that sent
-      // headers and half a body held its connection until the 120 s idle timeout, forever if it trickled bytes.
-      headersTimeout: requestTimeout * 1000,
-      // Timeouts are checked on this interval (Node's default: every 30 s), so a short requestTimeout means it.
-      connectionsCheckingInterval: 1000,
-    },
+    // With TLS fastify passes only `https` to the server: the same timeouts go there.
+    ...(options.https ? { https: { ...options.https, ...serverOptions } } : { http: serverOptions }),
+    // Request schemas (ModelAPI.requestSchema) are checked as sent (see validation.ts), and a failure names its field.
+    ajv: { customOptions: VALIDATOR_OPTIONS },
+    schemaErrorFormatter,
     clientErrorHandler: (error, socket) => answerClientError(error, socket, requestTimeout),
     // A URL fastify cannot decode ("/inf%o") never reaches setErrorHandler: answer it in the catalogue's shape too.
     frameworkErrors: (error, _request, reply) => {
@@ -44,6 +53,12 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
     // The lifecycle's onRequest hook refuses requests that arrive after shutdown began, in the catalogue's shape.
     return503OnClosing: false,
     forceCloseConnections: "idle",
+    // Every response carries X-Request-Id (the client's own when it sent a sane one): the id the server's log uses.
+    genReqId: (request) => requestIdFrom(request.headers["x-request-id"]),
+  }) as unknown as FastifyInstance;
+  app.addHook("onRequest", (request, reply, done) => {
+    reply.header("x-request-id", request.id);
+    done();
   });
   // An answer sent before the body finished arriving (413, 401, 415) is read by the client instead of lost to a reset.
   installLingeringClose(app.server);
@@ -73,7 +88,7 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
       !(error instanceof HttpError) && (error as { statusCode?: number }).statusCode === 415
         ? errors.unsupportedMediaType(request.headers["content-type"] ?? "(none)", accepted(options.binaryTypes))
         : toHttpError(error);
-    if (httpError.code === "internal_error") options.log(`internal error on ${request.url}: ${(error as Error).message}`);
+    if (httpError.code === "internal_error") options.log(formatFailure("internal_error", request.id, request.url.split("?")[0], errorDetail(error)));
     const spec = (request.routeOptions.config as { spec?: Spec }).spec;
     reply.code(httpError.status).headers(httpError.headers).send(spec ? spec.formatError(httpError) : errorBody(httpError));
   });

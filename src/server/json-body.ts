@@ -1,4 +1,4 @@
-import { errors } from "./errors.js";
+import { errors } from "../api/errors.js";
 import { latin1String, printableAscii } from "./latin1-string.js";
 
 /**
@@ -13,7 +13,7 @@ export const MAX_BODY_DEPTH = 128;
  * the plain path is as fast: V8 allocates short strings in its young generation, and only strings over 128 KiB land
  * in large-object space, where each one is a fresh mapping.
  */
-export const LONG_STRING_BYTES = 16 * 1024;
+const LONG_STRING_BYTES = 16 * 1024;
 
 export interface JsonBodyOptions {
   maxDepth?: number;
@@ -25,7 +25,8 @@ export interface JsonBodyOptions {
  * The server's JSON body parser: JSON.parse, then one iterative walk that refuses bodies nested deeper than
  * `maxDepth` and prototype-poisoning keys (an own `__proto__`, or a `constructor` holding a `prototype`), whatever
  * escapes spelled them. fastify's default parser finds those keys by running two regular expressions over the whole
- * text, 0.3 ms per 200 kB image body on this machine; the walk visits a handful of nodes for such a body.
+ * text, which for an image body costs more than the walk (docs/performance.md); the walk visits a handful of nodes
+ * for such a body.
  *
  * A Buffer body (what the server passes) has its long plain string values — a base64 image — lifted out first, so
  * the text JSON.parse reads is a small skeleton and each long value becomes a string once, straight from the bytes.

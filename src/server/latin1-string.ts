@@ -8,25 +8,13 @@
  * addon keeps them alive). `printableAscii(bytes, start, end)` says whether a range may be such a string in JSON, natively
  * too (a vectorised loop). BATCHWISE_NATIVE_STRINGS=0 turns both off.
  */
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { loadNativeAddon } from "../runtime/native.js";
 
 type Latin1String = (bytes: Uint8Array, start: number, end: number) => string;
 type PrintableAscii = (bytes: Uint8Array, start: number, end: number) => boolean;
 
-const addonPath = fileURLToPath(new URL("../../native/build/Release/latin1_string.node", import.meta.url));
-
-function load(): { latin1String: Latin1String; printableAscii: PrintableAscii } | undefined {
-  if (process.env.BATCHWISE_NATIVE_STRINGS === "0" || !existsSync(addonPath)) return undefined;
-  try {
-    return createRequire(import.meta.url)(addonPath) as { latin1String: Latin1String; printableAscii: PrintableAscii };
-  } catch {
-    return undefined; // built for another Node ABI, say: the fallbacks below give the same answers
-  }
-}
-
-const native = load();
+// Not loaded (off, not built, or built for another Node ABI): the fallbacks below give the same answers.
+const native = loadNativeAddon<{ latin1String: Latin1String; printableAscii: PrintableAscii }>("latin1_string", "BATCHWISE_NATIVE_STRINGS").addon;
 
 /** Whether strings are made over the bytes in place (the native addon) or copied. */
 export const latin1StringsInPlace = native !== undefined;

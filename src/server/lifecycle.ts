@@ -34,8 +34,8 @@ export function createLifecycle(parts: {
   state: ServerState;
   info: () => Record<string, unknown>;
   log: (line: string) => void;
-  host?: string;
-  port?: number;
+  host: string;
+  port: number;
   drainPeriod: number;
 }): BatchwiseServer {
   const { app, endpoints, state, log } = parts;
@@ -61,11 +61,11 @@ export function createLifecycle(parts: {
     },
     info: parts.info,
     async listen({ waitForReady = true }: ListenOptions = {}) {
-      const host = parts.host ?? "127.0.0.1";
-      await app.listen({ host, port: parts.port ?? 8000 });
+      const host = parts.host;
+      await app.listen({ host, port: parts.port });
       const address = app.server.address();
       const port = typeof address === "object" && address ? address.port : parts.port;
-      url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+      url = `${app.initialConfig.https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
       if (waitForReady) {
         try {
           await ready;
@@ -75,7 +75,7 @@ export function createLifecycle(parts: {
         }
       } else {
         ready.catch(async (error) => {
-          log(`startup failed: ${(error as Error).message}`);
+          log(`startup failed (${(error as Error).name}, logged above): closing the server`);
           await server.close();
         });
       }

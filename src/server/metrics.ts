@@ -37,7 +37,7 @@ export class ServerMetrics {
 
   constructor(endpoints: { path: string; load: () => EndpointLoad }[]) {
     const registers = [this.registry];
-    // What an autoscaler or a load balancer reads per replica (see the README's "Scaling out").
+    // What an autoscaler or a load balancer reads per replica (see docs/scaling-out.md).
     const gauges: [string, string, (load: EndpointLoad) => number][] = [
       ["batchwise_queue_depth", "Requests waiting for a worker, by endpoint", (l) => l.queued],
       ["batchwise_inflight_requests", "Requests accepted and not yet answered (decoding, queued or running), by endpoint", (l) => l.inflight],

@@ -2,27 +2,40 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { Cancellation, requestContext } from "./cancellation.js";
 import type { Endpoint } from "./endpoint.js";
-import { errors, HttpError } from "./errors.js";
+import { errors, HttpError } from "../api/errors.js";
 import type { ServerState } from "./hooks.js";
 import { accepted } from "./http-app.js";
 import type { ServerMetrics } from "./metrics.js";
-import { errorBody, type SpecResponse } from "./spec.js";
-import { mediaType, Upload } from "./upload.js";
+import { errorBody, type SpecResponse } from "../api/spec.js";
+import type { Pipeline } from "./pipeline.js";
+import { endpointRouteOptions, registerSpecRoutes } from "./route-options.js";
+import { mediaType, Upload } from "../api/upload.js";
 
 /**
  * The POST route(s) of each endpoint (its path and the spec's extra paths, all into the same queue), plus whatever
  * its spec adds (GET /v1/models, metrics of its own in the server's registry).
  */
-export function registerEndpointRoutes(app: FastifyInstance, endpoints: Endpoint[], metrics: ServerMetrics, state: ServerState) {
+export function registerEndpointRoutes(
+  app: FastifyInstance,
+  endpoints: Endpoint[],
+  metrics: ServerMetrics,
+  state: ServerState,
+  pipeline: Pipeline,
+  log: (line: string) => void = () => {},
+) {
   for (const endpoint of endpoints) {
     for (const route of endpoint.routes) {
-      app.post(route, { config: { spec: endpoint.spec } }, (request, reply) => handlePost(endpoint, route, request, reply, state));
+      app.post(route, endpointRouteOptions(endpoint, route, log), (request, reply) => handlePost(endpoint, route, request, reply, state, pipeline));
     }
-    endpoint.spec.registerRoutes?.(app, { info: () => endpoint.info(), registry: metrics.registry });
+    registerSpecRoutes(app, endpoint, metrics.registry, log);
   }
 }
 
-async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState) {
+async function handlePost(endpoint: Endpoint, route: string, request: FastifyRequest, reply: FastifyReply, state: ServerState, pipeline: Pipeline) {
+  // Deadline, stage times and callbacks (pipeline.ts); null when none of them is on.
+  const record = pipeline.begin(request, reply, endpoint.config.path);
+  const arrived = record ? pipeline.arrived(record) : undefined;
+  if (arrived) await arrived;
   const finished = endpoint.track();
   const cancellation = new Cancellation();
   // The response closing before it was finished means the client went away: stop its work.
@@ -40,10 +53,10 @@ async function handlePost(endpoint: Endpoint, route: string, request: FastifyReq
     }
     if (Buffer.isBuffer(body)) body = new Upload(body, type);
   }
-  const ctx = requestContext(cancellation, request.headers);
-  const response = await endpoint.handle(body, ctx, cancellation, route);
+  const ctx = requestContext(cancellation, request.headers, request.id);
+  const response = await endpoint.handle(body, ctx, cancellation, route, record ?? undefined);
   if (response.kind === "json") return reply.code(response.status ?? 200).send(response.body);
-  return stream(reply, response, cancellation, state);
+  return stream(reply, response, cancellation, state, () => pipeline.streamStarted(request, reply));
 }
 
 /**
@@ -65,7 +78,8 @@ export function registerProbeRoutes(
   };
   app.get("/health", async (_request, reply) => {
     const reason = await notReadyReason();
-    reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
+    // Returned, as with every async handler that sends: compression's onSend finishes after the handler resolves.
+    return reply.code(reason ? 503 : 200).type("text/plain").send(reason ? "not ready" : "ok");
   });
   app.get("/readyz", async (_request, reply) => {
     const reason = await notReadyReason();
@@ -79,7 +93,7 @@ export function registerProbeRoutes(
   });
   app.get("/info", async () => options.info());
   app.get("/metrics", async (_request, reply) => {
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 }
 
@@ -88,12 +102,19 @@ export function registerProbeRoutes(
  * turn that produced it (a Readable piped by fastify added a buffer, a pipe and their ticks between a token and its
  * write). The socket's backpressure pauses the body: the next chunk is not pulled until the last one drained.
  */
-async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kind: "stream" }>, cancellation: Cancellation, state: ServerState) {
+async function stream(
+  reply: FastifyReply,
+  response: Extract<SpecResponse, { kind: "stream" }>,
+  cancellation: Cancellation,
+  state: ServerState,
+  serverTiming: () => string | undefined,
+) {
   // Await the first chunk before the headers go out, so an error before any output still gets its status code.
   const iterator = response.body[Symbol.asyncIterator]();
   let next = await iterator.next();
   const res = reply.raw;
   reply.hijack(); // fastify's onSend hooks do not run: the headers they would add are added here
+  const timing = serverTiming();
   try {
     res.writeHead(200, {
       ...(reply.getHeaders() as OutgoingHttpHeaders),
@@ -101,6 +122,7 @@ async function stream(reply: FastifyReply, response: Extract<SpecResponse, { kin
       "cache-control": "no-cache",
       "x-accel-buffering": "no",
       ...(state.draining ? { connection: "close" } : {}),
+      ...(timing ? { "server-timing": timing } : {}),
     });
     for (; !next.done; next = await iterator.next()) {
       if (!res.write(next.value) && !(await drained(res))) return;

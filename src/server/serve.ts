@@ -1,27 +1,40 @@
+import cluster from "node:cluster";
+import { libuvPoolWarning } from "../runtime/cores.js";
+import { reportApiServerReady, superviseApiServers } from "./api-servers.js";
 import type { BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
-import { readCliOptions } from "./options.js";
+import { resolveOptions, type OptionSources } from "./resolve-options.js";
 import { createServer, type ServerOptions } from "./server.js";
 
 /**
  * Create, listen, log the configuration, and shut down gracefully on SIGTERM/SIGINT: drain (not ready, still
  * serving) for `drainPeriod`, finish in-flight requests, exit 0. For CLIs and scripts; resolves with the server
- * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …). In a model
- * worker, createServer starts nothing and never resolves, and so neither does this.
+ * once it is ready. Options the code leaves unset are read from their environment variables (`PORT`, …), as
+ * `npm start` does; `sources` adds the CLI's flags. In a model worker, createServer starts nothing and never
+ * resolves, and so neither does this. With `apiServers: N` this process only supervises N API server processes
+ * (api-servers.ts), and the promise never resolves in it.
  *
  * @example
  * ```ts
- * export class Doubler extends ModelAPI { predict(batch: number[]) { return batch.map((x) => 2 * x); } }
+ * import { ModelAPI, serve } from "batchwise";
+ *
+ * // a body of `21` answers `42`
+ * export class Doubler extends ModelAPI<number, number, number, number> {
+ *   predict(batch: number[]) { return batch.map((x) => 2 * x); }
+ * }
  * await serve({ api: Doubler, maxBatchSize: 64 });
  * ```
  */
-export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
+export async function serve(options: ServerOptions, sources: OptionSources = {}): Promise<BatchwiseServer> {
   const log = makeLogger(options.log);
-  // As `npm start` does: PORT, BATCHWISE_HOST and the other server options' variables apply where the code is silent.
-  const fromEnv = options.endpoints ? readCliOptions({}, ["server"]) : readCliOptions({}, ["server", "endpoint"]);
-  const merged: ServerOptions = { ...fromEnv, ...options };
-  const server = await createServer(merged);
+  const allSources: OptionSources = { environment: process.env, scopes: ["server", "endpoint"], ...sources };
+  const { apiServers } = resolveOptions(options, allSources).server;
+  if (apiServers > 1 && cluster.isPrimary) return superviseApiServers(apiServers, log);
+  const server = await createServer(options, allSources);
   const url = await server.listen();
+  reportApiServerReady();
+  const poolWarning = libuvPoolWarning();
+  if (poolWarning) log(poolWarning);
   for (const endpoint of server.endpoints) {
     const i = endpoint.info();
     log(
@@ -33,7 +46,7 @@ export async function serve(options: ServerOptions): Promise<BatchwiseServer> {
   const shutdown = async (signal: string, drain: boolean) => {
     if (stopping) return;
     stopping = true;
-    const period = merged.drainPeriod ?? 5;
+    const period = server.info().drainPeriod as number;
     const draining = drain && period > 0;
     log(`${signal}: ${draining ? `draining for ${period} s, then ` : ""}finishing in-flight requests, then exiting`);
     await (draining ? server.drain() : server.close());

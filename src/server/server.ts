@@ -1,70 +1,49 @@
-import { availableCores } from "../runtime/device.js";
+import { apiServerIndex } from "./api-servers.js";
 import { inModelWorker, offerApis } from "./api-source.js";
-import { Endpoint, type EndpointOptions } from "./endpoint.js";
+import { Endpoint } from "./endpoint.js";
 import { registerHooks, type ServerState } from "./hooks.js";
 import { createHttpApp } from "./http-app.js";
+import { registerCompression, registerPlugins, resolveHttps, type PluginEntry } from "./http-options.js";
+import { registerIndexRoute, VERSION } from "./index-route.js";
 import { createLifecycle, type BatchwiseServer } from "./lifecycle.js";
 import { makeLogger } from "./log.js";
+import { registerMcpRoute } from "./mcp.js";
 import { ServerMetrics } from "./metrics.js";
-import { checkOptions, OptionError } from "./options.js";
+import { registerDocs } from "./openapi.js";
+import { OptionError } from "./options.js";
+import { Pipeline } from "./pipeline.js";
+import { resolveOptions, type OptionSources, type ServerOptions } from "./resolve-options.js";
 import { registerEndpointRoutes, registerProbeRoutes } from "./routes.js";
-
-/** Server-wide options, plus one endpoint's options when `endpoints` is not given. See options.ts for each. */
-export interface ServerOptions extends Partial<EndpointOptions> {
-  endpoints?: EndpointOptions[];
-  maxPayloadSize?: number;
-  apiKey?: string;
-  host?: string;
-  port?: number;
-  requestTimeout?: number;
-  keepAliveTimeout?: number;
-  drainPeriod?: number;
-  corsOrigins?: string[];
-  threadsPerWorker?: number | "auto";
-  log?: boolean | ((line: string) => void);
-}
-
-const SERVER_OPTIONS = ["host", "port", "maxPayloadSize", "apiKey", "requestTimeout", "keepAliveTimeout", "drainPeriod", "threadsPerWorker", "corsOrigins", "log", "endpoints"];
 
 /**
  * Build a server for one or more model APIs.
  *
  * Inside a batchwise model worker (which imports the module that called this, to find the API class) it starts
- * nothing: it hands the class to the worker and never resolves.
+ * nothing: it hands the class to the worker and never resolves. Options are resolved by resolve-options.ts: the
+ * code's, over the API's `servingDefaults`, over the declared defaults; of the environment only the API key's
+ * variable is read unless `sources` says more (serve() and the CLI do).
  *
  * @example
  * ```ts
+ * import { createServer } from "batchwise";
+ * import { imageClassifier } from "batchwise/classifier";
+ *
  * const server = await createServer({ api: imageClassifier(), maxBatchSize: 64, batchTimeout: 0.01 });
  * const url = await server.listen();   // http://127.0.0.1:8000
  * ```
  */
-export async function createServer(options: ServerOptions): Promise<BatchwiseServer> {
+export async function createServer(options: ServerOptions, sources: OptionSources = { environment: process.env }): Promise<BatchwiseServer> {
   if (inModelWorker()) {
-    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api)]);
+    offerApis([options.api, ...(options.endpoints ?? []).map((e) => e.api), ...(options.callbacks ?? [])]);
     return new Promise<never>(() => {});
   }
-  const log = makeLogger(options.log);
-  const { endpoints: endpointList, ...rest } = options;
-  const serverOnly = Object.fromEntries(Object.entries(rest).filter(([k]) => SERVER_OPTIONS.includes(k)));
-  const endpointOnly = Object.fromEntries(Object.entries(rest).filter(([k]) => !SERVER_OPTIONS.includes(k)));
-  checkOptions(serverOnly, ["server"]);
-  if (endpointList && Object.keys(endpointOnly).length > 0) {
-    throw new OptionError(`With \`endpoints\`, put ${Object.keys(endpointOnly).join(", ")} in each endpoint's options`);
+  const { server: config, endpoints: endpointOptions } = resolveOptions(options, sources);
+  const log = makeLogger(config.log);
+  const { apiKey, maxPayloadSize, threadsPerWorker: threads } = config;
+  if (config.apiServers > 1 && apiServerIndex() === undefined) {
+    throw new OptionError("apiServers > 1 needs serve() or the CLI, which start the API server processes; createServer builds one");
   }
-  const endpointOptions = endpointList ?? (options.api ? [endpointOnly as unknown as EndpointOptions] : []);
-  if (endpointOptions.length === 0) throw new OptionError("createServer needs `api` or `endpoints`");
-  const apiKey = options.apiKey ?? process.env.BATCHWISE_API_KEY;
-  // Fail closed: an empty key (`--api-key "$UNSET_VAR"`) would otherwise silently serve without authentication.
-  if (apiKey !== undefined && apiKey.trim() === "") {
-    throw new OptionError("The API key is empty (apiKey / --api-key / BATCHWISE_API_KEY): set a key, or leave it unset to serve without one");
-  }
-
-  // Split the cores between every worker of every endpoint so N workers never oversubscribe them.
-  const totalRunners = endpointOptions.reduce((sum, e) => sum + Math.max(1, e.workersPerDevice ?? 1), 0);
-  const threads =
-    options.threadsPerWorker === undefined || options.threadsPerWorker === "auto"
-      ? Math.max(1, Math.floor(availableCores() / totalRunners))
-      : options.threadsPerWorker;
+  const pipeline = await Pipeline.create(config, log);
   let metrics: ServerMetrics | undefined;
   const endpoints: Endpoint[] = [];
   for (const e of endpointOptions) {
@@ -77,35 +56,49 @@ export async function createServer(options: ServerOptions): Promise<BatchwiseSer
           retry: (path, outcome) => metrics?.retries.inc({ endpoint: path, outcome }),
         },
         log,
+        config.exposeErrors,
+        pipeline.extensions,
       ),
     );
   }
   const paths = endpoints.flatMap((e) => e.routes);
   if (new Set(paths).size !== paths.length) throw new OptionError(`Two endpoints share a path: ${paths.join(", ")}`);
   metrics = new ServerMetrics(endpoints.map((e) => ({ path: e.config.path, load: () => e.load() })));
+  pipeline.register(metrics.registry, endpoints.map((e) => ({ path: e.config.path, api: e.api })));
 
-  const maxPayloadSize = options.maxPayloadSize ?? 16 * 1024 * 1024;
   const app = createHttpApp({
     maxPayloadSize,
-    requestTimeout: options.requestTimeout ?? 30,
-    keepAliveTimeout: options.keepAliveTimeout ?? 5,
+    requestTimeout: config.requestTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
     binaryTypes: [...new Set(endpoints.flatMap((e) => e.binaryTypes))],
     log,
+    https: resolveHttps(config),
   });
   const state: ServerState = { setupDone: false, startupFailed: false, draining: false, closing: false };
-  registerHooks(app, { state, corsOrigins: options.corsOrigins, apiKey, metrics });
-  registerEndpointRoutes(app, endpoints, metrics, state);
+  registerHooks(app, { state, corsOrigins: config.corsOrigins, apiKey, metrics });
+  pipeline.install(app);
+  // Each of these hooks into the routes declared after it (fastify's onRoute): they go first.
+  if (config.compress) await registerCompression(app);
+  if (config.docs) await registerDocs(app, { version: VERSION, apiKey: apiKey !== undefined });
+  await registerPlugins(app, config.plugins);
+  registerIndexRoute(app, { endpoints, docs: config.docs });
+  registerEndpointRoutes(app, endpoints, metrics, state, pipeline, log);
+  await registerMcpRoute(app, endpoints);
   const info = () => ({
     name: "batchwise",
     ready: state.setupDone,
     draining: state.draining,
     maxPayloadSize,
-    drainPeriod: options.drainPeriod ?? 5,
+    drainPeriod: config.drainPeriod,
     auth: apiKey ? "api-key" : "none",
+    ...(config.apiServers > 1 ? { apiServers: config.apiServers, apiServer: apiServerIndex() } : {}),
     endpoints: endpoints.map((e) => e.info()),
   });
   registerProbeRoutes(app, { state, endpoints, metrics, info });
-  return createLifecycle({ app, endpoints, state, info, log, host: options.host, port: options.port, drainPeriod: options.drainPeriod ?? 5 });
+  const server = createLifecycle({ app, endpoints, state, info, log, host: config.host, port: config.port, drainPeriod: config.drainPeriod });
+  pipeline.attach(app, server.ready, endpoints.map((e) => e.config.path));
+  return server;
 }
 
 export type { BatchwiseServer, ListenOptions } from "./lifecycle.js";
+export type { OptionSources, ServerOptions } from "./resolve-options.js";

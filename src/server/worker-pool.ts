@@ -2,20 +2,32 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import type { ApiSource, Device, ModelAPI, SetupContext } from "../api.js";
+import type { ApiSource, Device, ModelAPI, SetupContext } from "../api/model-api.js";
+import type { CallbackSource, PredictHooks } from "./callbacks.js";
 import type { Cancellation } from "./cancellation.js";
-import { errors, HttpError } from "./errors.js";
-import { runBatch, runStream, type BatchOutcome } from "./run-batch.js";
-import { transferables, type FromWorker, type ToWorker } from "./worker-protocol.js";
+import { errors, HttpError } from "../api/errors.js";
+import { setupError } from "./failure-log.js";
+import { runPredict } from "./predict-run.js";
+import type { BatchOutcome } from "./run-batch.js";
+import { transferables, type FromWorker, type ToWorker, type WorkerReport } from "./worker-protocol.js";
 
-export type ChunkListener = (outputs: unknown[], indexes: number[]) => void;
+/** Outputs of a streaming run's step, by input index; `ended`: inputs whose streams closed at this step. */
+export type ChunkListener = (outputs: unknown[], indexes: number[], ended?: number[]) => void;
+
+/** What a run carries beside its inputs, only when something needs it (one entry per input). */
+export interface RunMeta {
+  /** For predict-side callbacks. */
+  requestIds?: string[];
+  /** For the model (PredictContext.traceparents). */
+  traceparents?: (string | undefined)[];
+}
 
 /** One model instance that runs one batch at a time: a worker thread, or the main thread itself. */
 export interface Runner {
   readonly id: number;
   readonly device: Device;
   /** Run a batch; resolves with per-item outputs/errors, rejects (HttpError 500) if the runner died. */
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome>;
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome>;
   /** The API's own health() where the model lives (true when it has none). */
   health(): Promise<boolean>;
   terminate(): Promise<void>;
@@ -51,7 +63,22 @@ export interface WorkerPoolOptions {
   /** Called whenever a runner becomes idle or ready, so the batcher can dispatch. */
   onIdle: () => void;
   log: (message: string) => void;
+  /** Callbacks around predict, and where workers report logged values (see callbacks.ts, user-metrics.ts). */
+  extensions?: PoolExtensions;
 }
+
+export interface PoolExtensions {
+  endpoint: string;
+  /** The callbacks each worker imports. */
+  callbacks: CallbackSource[];
+  /** The predict-side hooks of the main thread's own callbacks, for the in-process runner. */
+  predict: PredictHooks;
+  /** Send each batch's request ids to the runner (a predict-side callback reads them). */
+  requestIds: boolean;
+  report(message: WorkerReport): void;
+}
+
+const NO_EXTENSIONS: PoolExtensions = { endpoint: "", callbacks: [], predict: {}, requestIds: false, report: () => {} };
 
 /**
  * Owns the runners of one endpoint: starts them, tracks which are idle, replaces a worker that dies (its requests
@@ -100,10 +127,15 @@ export class WorkerPool {
     return runner;
   }
 
+  /** Whether {@link run} wants each batch's request ids. */
+  get wantsRequestIds() {
+    return this.options.extensions?.requestIds === true;
+  }
+
   /** Run a batch on a runner taken with take(); the runner returns to the idle set afterwards. */
-  async run(runner: Runner, inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener) {
+  async run(runner: Runner, inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta) {
     try {
-      return await runner.run(inputs, cancellations, onChunk);
+      return await runner.run(inputs, cancellations, onChunk, meta);
     } finally {
       this.busy--;
       this.inFlight.set(runner, (this.inFlight.get(runner) ?? 1) - 1);
@@ -127,9 +159,10 @@ export class WorkerPool {
 
   private async startRunner(id: number, device: Device): Promise<void> {
     const ctx: SetupContext = { ...this.options.setupContext, workerId: this.options.inline ? -1 : id };
+    const extensions = this.options.extensions ?? NO_EXTENSIONS;
     const runner: Runner = this.options.inline
-      ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream)
-      : await ThreadRunner.start(id, this.options.source!, device, ctx, this.options, (reason) =>
+      ? await InlineRunner.start(id, this.options.inline, device, ctx, this.options.stream, extensions)
+      : await ThreadRunner.start(id, this.options.source!, device, ctx, { ...this.options, extensions }, (reason) =>
           this.replace(runner, id, device, reason));
     if (this.closing) return void (await runner.terminate());
     this.info = runner instanceof ThreadRunner ? runner.info : this.options.inline!.info ?? {};
@@ -148,23 +181,32 @@ export class WorkerPool {
     this.restarts++;
     this.options.log(`worker ${id} stopped unexpectedly (${reason}); starting a replacement`);
     this.startRunner(id, device).catch((error) => {
-      this.options.log(`replacement for worker ${id} failed: ${(error as Error).message}`);
+      this.options.log(`replacement for worker ${id} failed: ${(error as Error).stack ?? (error as Error).message}`);
     });
   }
 }
 
 /** The API on the main thread: for quick experiments and APIs defined where a worker cannot load them. */
 class InlineRunner implements Runner {
-  private constructor(readonly id: number, readonly device: Device, private api: ModelAPI, private stream: boolean) {}
+  private constructor(
+    readonly id: number,
+    readonly device: Device,
+    private api: ModelAPI,
+    private stream: boolean,
+    private site: { endpoint: string; workerId: number; hooks: PredictHooks },
+  ) {}
 
-  static async start(id: number, api: ModelAPI, device: Device, ctx: SetupContext, stream: boolean) {
+  static async start(id: number, api: ModelAPI, device: Device, ctx: SetupContext, stream: boolean, extensions: PoolExtensions) {
     await api.setup(device, ctx);
-    return new InlineRunner(id, device, api, stream);
+    const site = { endpoint: extensions.endpoint, workerId: -1, hooks: extensions.predict };
+    const setupDone = site.hooks.onWorkerSetup?.({ endpoint: site.endpoint, workerId: -1, device });
+    if (setupDone) await setupDone;
+    return new InlineRunner(id, device, api, stream, site);
   }
 
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome> {
-    const ctx = { signals: cancellations.map((cancellation) => cancellation.signal), device: this.device };
-    return this.stream ? runStream(this.api, inputs, ctx, onChunk ?? (() => {})) : runBatch(this.api, inputs, ctx);
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome> {
+    const ctx = { signals: cancellations.map((cancellation) => cancellation.signal), device: this.device, traceparents: meta?.traceparents };
+    return runPredict(this.api, inputs, ctx, this.site, this.stream, onChunk ?? (() => {}), meta?.requestIds);
   }
 
   async health() {
@@ -209,7 +251,7 @@ class ThreadRunner implements Runner {
     source: ApiSource,
     device: Device,
     ctx: SetupContext,
-    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number },
+    limits: { stream: boolean; resourceLimits?: ResourceLimits; predictTimeout?: number; extensions: PoolExtensions },
     onDeath: (reason: string) => void,
   ) {
     const worker = spawnWorker(limits.resourceLimits, source.module);
@@ -225,7 +267,9 @@ class ThreadRunner implements Runner {
         } else if (message.type === "setup-failed") {
           runner.terminating = true;
           void worker.terminate();
-          reject(new Error(`setup() failed in worker ${id} (${device.id}): ${message.message}`));
+          reject(setupError(`worker ${id} (${device.id})`, message.error));
+        } else if (message.type === "logs" || message.type === "callback-error") {
+          limits.extensions.report(message);
         } else {
           runner.receive(message);
         }
@@ -241,11 +285,12 @@ class ThreadRunner implements Runner {
       runner.hung = () => die(`no answer within ${limits.predictTimeout} s`, errors.predictTimeout(limits.predictTimeout!));
       worker.on("error", (error) => die(error.message));
       worker.on("exit", (code) => die(`exit code ${code}`));
-      worker.postMessage({ type: "setup", source, device, ctx } satisfies ToWorker);
+      const { endpoint, callbacks } = limits.extensions;
+      worker.postMessage({ type: "setup", source, device, ctx, sourceMaps: process.sourceMapsEnabled, endpoint, callbacks } satisfies ToWorker);
     });
   }
 
-  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener): Promise<BatchOutcome> {
+  run(inputs: unknown[], cancellations: Cancellation[], onChunk?: ChunkListener, meta?: RunMeta): Promise<BatchOutcome> {
     if (this.terminating) return Promise.reject(new HttpError("worker_crashed"));
     const id = this.nextId++;
     const cancels = cancellations.map((cancellation, index) =>
@@ -256,7 +301,8 @@ class ThreadRunner implements Runner {
       this.pending.set(id, run);
       this.armWatchdog(run);
       try {
-        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream } satisfies ToWorker, transferables(inputs));
+        const { requestIds, traceparents } = meta ?? {};
+        this.worker.postMessage({ type: "run", id, inputs, stream: this.stream, requestIds, traceparents } satisfies ToWorker, transferables(inputs));
       } catch (error) {
         // An input that cannot be cloned (DataCloneError, stack overflow): this run never reaches the worker.
         this.forget(id);
@@ -302,7 +348,7 @@ class ThreadRunner implements Runner {
       for (const chunk of message.chunks) {
         const run = this.pending.get(chunk.id);
         if (run) this.armWatchdog(run);
-        run?.onChunk?.(chunk.outputs, chunk.indexes);
+        run?.onChunk?.(chunk.outputs, chunk.indexes, chunk.ended);
       }
       // Acknowledged once this turn's work (the streams' writes, other sockets' events) is done, so the worker holds
       // and merges what a busy main thread could not take yet.
@@ -311,7 +357,7 @@ class ThreadRunner implements Runner {
       });
     } else if (message.type === "result") {
       const run = this.forget(message.id);
-      run?.resolve({ outputs: message.outputs, errors: message.errors });
+      run?.resolve({ outputs: message.outputs, errors: message.errors, predict: message.predict });
     }
   }
 

@@ -3,17 +3,22 @@
  * time. Inference blocks this thread, never the HTTP event loop.
  */
 import { parentPort } from "node:worker_threads";
-import type { Device, ModelAPI } from "../api.js";
+import { LOG_SINK, type AnyModelAPI, type Device } from "../api/model-api.js";
 import { loadApi } from "./api-source.js";
-import { messageOf, runBatch, runStream } from "./run-batch.js";
+import { loadCallback, predictHooks } from "./callbacks.js";
+import { errorDetail } from "./failure-log.js";
+import { runPredict, type PredictSite } from "./predict-run.js";
+import { itemError, type ItemError } from "./run-batch.js";
+import type { LoggedValue } from "./user-metrics.js";
 import { transferables, type FromWorker, type RunChunk, type ToWorker } from "./worker-protocol.js";
 
 if (!parentPort) throw new Error("worker.ts must run in a worker thread");
 const port = parentPort;
 const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-let api: ModelAPI | undefined;
+let api: AnyModelAPI | undefined;
 let device: Device | undefined;
+let site: PredictSite = { endpoint: "", workerId: -1, hooks: {} };
 const running = new Map<number, AbortController[]>();
 
 /**
@@ -49,24 +54,55 @@ function flushChunks(force = false) {
       try {
         send({ type: "chunks", chunks: [chunk] }, transferables(chunk.outputs));
       } catch (error) {
-        if (!unsendable.has(chunk.id)) unsendable.set(chunk.id, messageOf(error));
+        if (!unsendable.has(chunk.id)) unsendable.set(chunk.id, itemError(error));
         running.get(chunk.id)?.forEach((controller) => controller.abort());
       }
     }
   }
 }
 /** Runs with an output that could not be sent, and why: their result reports it. */
-const unsendable = new Map<number, string>();
+const unsendable = new Map<number, ItemError>();
+
+/** The API's `log()` values of one turn go to the main thread in one message. */
+let logged: LoggedValue[] = [];
+function logValue(name: string, value: number, labels?: Record<string, string>) {
+  if (logged.length === 0) process.nextTick(flushLogs);
+  logged.push([name, value, labels]);
+}
+function flushLogs() {
+  if (logged.length === 0) return;
+  const values = logged;
+  logged = [];
+  try {
+    send({ type: "logs", values });
+  } catch (error) {
+    send({ type: "callback-error", hook: "log", message: errorDetail(error).message });
+  }
+}
+const callbackFailed = (hook: string, error: unknown) => send({ type: "callback-error", hook, message: errorDetail(error).message });
+
+/** Load the API and the callbacks given by module, run setup, then onWorkerSetup. */
+async function setup(message: Extract<ToWorker, { type: "setup" }>) {
+  api = await loadApi(message.source);
+  (api as { [LOG_SINK]?: typeof logValue })[LOG_SINK] = logValue;
+  device = message.device;
+  const callbacks = await Promise.all(message.callbacks.map(loadCallback));
+  site = { endpoint: message.endpoint, workerId: message.ctx.workerId, hooks: predictHooks(callbacks, callbackFailed) };
+  await api.setup(message.device, message.ctx);
+  const setupDone = site.hooks.onWorkerSetup?.({ endpoint: site.endpoint, workerId: site.workerId, device: message.device });
+  if (setupDone) await setupDone;
+}
 
 port.on("message", async (message: ToWorker) => {
   if (message.type === "setup") {
+    // `--enable-source-maps` reaches workers through execArgv; process.setSourceMapsEnabled(true) in the user's main
+    // file does not (it is per thread): without this, a compiled API's stacks logged from here name its .js files.
+    if (message.sourceMaps && !process.sourceMapsEnabled) process.setSourceMapsEnabled(true);
     try {
-      api = await loadApi(message.source);
-      device = message.device;
-      await api.setup(message.device, message.ctx);
-      send({ type: "ready", info: api.info ?? {} });
+      await setup(message);
+      send({ type: "ready", info: api!.info ?? {} });
     } catch (error) {
-      send({ type: "setup-failed", message: messageOf(error) });
+      send({ type: "setup-failed", error: errorDetail(error) }); // its stack, for the server's log
     }
   } else if (message.type === "health") {
     // The API's own check runs on the instance that ran setup (it knows whether its model is still usable).
@@ -85,12 +121,13 @@ port.on("message", async (message: ToWorker) => {
   } else if (message.type === "run") {
     const controllers = message.inputs.map(() => new AbortController());
     running.set(message.id, controllers);
-    const ctx = { signals: controllers.map((c) => c.signal), device: device! };
-    let outcome = message.stream
-      ? await runStream(api!, message.inputs, ctx, (outputs, indexes) => sendChunk({ id: message.id, outputs, indexes }))
-      : await runBatch(api!, message.inputs, ctx);
+    const ctx = { signals: controllers.map((c) => c.signal), device: device!, traceparents: message.traceparents };
+    const emit = (outputs: unknown[], indexes: number[], ended: number[]) =>
+      sendChunk({ id: message.id, outputs, indexes, ...(ended.length ? { ended } : {}) });
+    let outcome = await runPredict(api!, message.inputs, ctx, site, message.stream, emit, message.requestIds);
     running.delete(message.id);
     flushChunks(true); // a run's outputs go before its result
+    flushLogs(); // and so do its logged values: a client that has its answer finds them in /metrics
     const failure = unsendable.get(message.id);
     if (failure !== undefined) {
       unsendable.delete(message.id);
