@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { batchShareFigure, compareSpreads, formatChange, formatSpread, pickBest, spread, summarizeLevels, tableHtml, type ApiBenchLevel } from "../src/bench/index.js";
-import { loadNote, sequenceFigure } from "../src/bench/notebook-sequence.js";
+import { loadNote, sequenceFigure } from "../src/bench/report/notebook-sequence.js";
 
 // The notebooks' noise rules and learner-facing outputs, on fixed inputs: what "within noise" means, that a tie never
 // names a best configuration, that tables stay narrow, and that the batch histogram counts images, not batches.

@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
-import { escapeHtml, type Figure } from "../plot/plotly.js";
-import { errorBars, formatSpread, type RepeatedLevel, type Spread } from "./notebook-runs.js";
+import { escapeHtml, type Figure } from "./figures/plotly.js";
+import { errorBars, formatSpread, type RepeatedLevel, type Spread } from "./spread.js";
 
 /**
  * What the tutorial notebooks show a learner, kept out of their cells: short HTML tables (at most six columns; the

@@ -1,7 +1,6 @@
-import type { Figure } from "../plot/plotly.js";
-import { displayFigure } from "../plot/plotly.js";
+import { displayFigure, type Figure } from "./figures/plotly.js";
 import { displayTable } from "./notebook-display.js";
-import { errorBars, formatSpread, type Spread } from "./notebook-runs.js";
+import { errorBars, formatSpread, type Spread } from "./spread.js";
 
 /**
  * The blog's sequence, as this machine ran it: each measuring notebook (02 → 05) saves the rows it adds under

@@ -1,5 +1,5 @@
-import { runApiBench, type ApiBenchLevel, type ApiBenchOptions } from "./api-bench.js";
-import type { BaselineResult } from "./baseline.js";
+import type { ApiBenchLevel } from "../runs/api-bench.js";
+import type { BaselineResult } from "../runs/baseline.js";
 
 /**
  * Repeated measurements for the tutorial notebooks: every compared level runs several times, tables and charts show
@@ -36,17 +36,6 @@ export interface RepeatedLevel {
   /** Server process CPU, percent of one core (null without a server PID). */
   serverCpu: Spread | null;
   errors: number;
-}
-
-/**
- * `runApiBench` `repeats` times over the same levels, interleaved (1, 8, 32, 64, then again), so a slow patch of a
- * busy machine spreads over every level instead of landing on one.
- */
-export async function repeatApiBench(options: ApiBenchOptions & { repeats: number }): Promise<RepeatedLevel[]> {
-  const { repeats, ...bench } = options;
-  const runs: ApiBenchLevel[] = [];
-  for (let r = 0; r < repeats; r++) runs.push(...(await runApiBench(bench)).levels);
-  return summarizeLevels(runs);
 }
 
 /** Group single runs by concurrency into median / min–max figures. */
