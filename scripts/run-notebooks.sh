@@ -71,12 +71,17 @@ pre, .highlight pre, div.output_area pre, .jp-RenderedText pre, .CodeMirror pre 
   white-space: pre-wrap !important; overflow-wrap: anywhere; word-break: normal;
 }
 div.output_subarea { max-width: 100%; overflow-x: auto; }
+/* A 3-line text output must not get a scroll box: only wide content (a table, a chart) may scroll sideways. */
+.jp-OutputArea-output, .jp-OutputArea-output pre { overflow-y: visible !important; max-height: none !important; }
 </style>"""
+# nbconvert's template loads MathJax 2 from a CDN for LaTeX in markdown; these notebooks have none, and while it loads
+# (or when it cannot) MathJax shows a "Loading [MathJax]" badge over the page.
+MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 
 def write(nb, name):
     nbformat.write(nb, os.path.join(out_dir, name + ".ipynb"))
     body, _ = HTMLExporter().from_notebook_node(nb)
-    body = body.replace("</head>", WRAP_CSS + "\n</head>", 1)
+    body = MATHJAX.sub("", body).replace("</head>", WRAP_CSS + "\n</head>", 1)
     with open(os.path.join(out_dir, name + ".html"), "w", encoding="utf-8") as f:
         f.write(body)
 

@@ -139,9 +139,13 @@ describe("notebook helpers", () => {
     expect(process.env.BATCHWISE_MODELS_DIR).toBeTruthy();
     expect(env.readPrevious("01-serve.json")).toBeNull();
     const file = env.save("01-serve.json", { median: 12.5 });
-    expect(JSON.parse(await readFile(file, "utf8"))).toEqual({ median: 12.5 });
-    expect(env.readPrevious("01-serve.json")).toEqual({ median: 12.5 });
-    expect(readPrevious("01-serve.json", outDir)).toEqual({ median: 12.5 });
+    // An object is saved with the time and the load it was measured under (the sequence table reads them).
+    const saved = JSON.parse(await readFile(file, "utf8"));
+    expect(saved).toMatchObject({ median: 12.5, cores: env.cores });
+    expect(typeof saved.loadAverage1m).toBe("number");
+    expect(Number.isNaN(Date.parse(saved.savedAt))).toBe(false);
+    expect(env.readPrevious("01-serve.json")).toEqual(saved);
+    expect(readPrevious("01-serve.json", outDir)).toEqual(saved);
     expect(bench.busyWarning()).toMatch(/load \d+\.\d on \d+ cores/);
   });
 });

@@ -118,3 +118,121 @@ describe.skipIf(!existsSync(outDir))("executed notebooks in notebooks/out (run `
     });
   }
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// The `This run:` summaries: each measuring notebook ends with conclusions printed from its own measurements. Check
+// that they exist, that the JSON saved them, and that their figures are the saved measurements — recomputed here
+// from the measurement fields (not from the saved summary text), so a summary that drifts from its numbers fails.
+
+const SUMMARIES: Record<string, string> = {
+  "02-measure.ipynb": "02-measure.json",
+  "03-dynamic-batching.ipynb": "03-batching.json",
+  "04-workers.ipynb": "04-workers.json",
+  "05-precision.ipynb": "05-precision.json",
+  "06-llm-openai.ipynb": "06-llm.json",
+};
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** The notebooks' "within noise" rule, restated: the two min–max ranges overlap. */
+function change(before: Spread, after: Spread): string {
+  const noise = after.min <= before.max && before.min <= after.max;
+  return `×${(after.median / before.median).toFixed(2)} (within noise: ${noise ? "yes" : "no"})`;
+}
+
+/** Lines of stream output starting "This run:", from the last code cell that printed any. */
+function printedSummary(cells: Cell[]): string[] {
+  const lines = cells
+    .filter((c) => c.cell_type === "code")
+    .flatMap((c) => (c.outputs ?? []).filter((o) => o.output_type === "stream").map((o) => joined(o.text)))
+    .join("\n")
+    .split("\n");
+  return lines.filter((l) => l.startsWith("This run: "));
+}
+
+const byConcurrency = (levels: any[], c: number) => levels.find((l) => l.concurrency === c);
+
+/** What each summary must say, rebuilt from that notebook's saved measurements (and the earlier notebooks' files). */
+const EXPECTED: Record<string, (saved: any, read: (f: string) => any) => string[]> = {
+  "02-measure.json": (s) => {
+    const b1 = s.baseline.find((r: any) => r.batchSize === 1);
+    const b64 = s.baseline.find((r: any) => r.batchSize === 64);
+    const first = s.served[0];
+    const last = s.served[s.served.length - 1];
+    return [
+      `${b1.imagesPerSecond.toFixed(1)} images/s at batch 1 to ${b64.imagesPerSecond.toFixed(1)} at batch 64 (×${(b64.imagesPerSecond / b1.imagesPerSecond).toFixed(2)})`,
+      `c=${first.concurrency} ${first.requestsPerSecond.median.toFixed(1)} req/s → c=${last.concurrency} ${last.requestsPerSecond.median.toFixed(1)} req/s, ${change(first.requestsPerSecond, last.requestsPerSecond)}`,
+      `decoding one photo took ${s.decodeMedianMs.toFixed(1)} ms and a batch-1 inference ${b1.medianMs.toFixed(1)} ms`,
+    ];
+  },
+  "03-batching.json": (s, read) => {
+    const off = read("02-measure.json").served;
+    const top = s.served[s.served.length - 1];
+    const t0 = s.batchTimeouts[0];
+    const t50 = s.batchTimeouts[s.batchTimeouts.length - 1];
+    return [
+      `a lone client's req/s ${byConcurrency(off, 1).requestsPerSecond.median.toFixed(1)} → ${s.served[0].requestsPerSecond.median.toFixed(1)}, ${change(byConcurrency(off, 1).requestsPerSecond, s.served[0].requestsPerSecond)}`,
+      `req/s went ${byConcurrency(off, top.concurrency).requestsPerSecond.median.toFixed(1)} → ${top.requestsPerSecond.median.toFixed(1)}, ${change(byConcurrency(off, top.concurrency).requestsPerSecond, top.requestsPerSecond)}`,
+      `decoding took ${s.budget.decodeCoreMs.toFixed(1)} core-ms and inference at batch 64 ${s.budget.inferenceCoreMs.toFixed(1)} core-ms`,
+      `req/s ${t0.requestsPerSecond.median.toFixed(1)} → ${t50.requestsPerSecond.median.toFixed(1)}, ${change(t0.requestsPerSecond, t50.requestsPerSecond)}; p95 ${t0.p95.median.toFixed(1)} → ${t50.p95.median.toFixed(1)} ms, ${change(t0.p95, t50.p95)}`,
+    ];
+  },
+  "04-workers.json": (s) => {
+    const top = s.best.concurrency;
+    const one = byConcurrency(s.byWorkers[0].levels, top).requestsPerSecond;
+    return s.byWorkers.map((w: any, i: number) => {
+      const r = byConcurrency(w.levels, top).requestsPerSecond;
+      return `: ${r.median.toFixed(1)} req/s at c=${top} (${r.min.toFixed(1)}–${r.max.toFixed(1)})${i === 0 ? "" : `, ${change(one, r)} vs 1 worker`}`;
+    });
+  },
+  "05-precision.json": (s) => {
+    // The model alone: the median run's images/s, and the slowest and fastest timed runs as its range.
+    const raw64 = (p: string): Spread => {
+      const r = s.speed[p].find((x: any) => x.batchSize === 64);
+      return { median: r.imagesPerSecond, min: (64 * 1000) / r.maxMs, max: (64 * 1000) / r.minMs };
+    };
+    const at64 = (p: string) => raw64(p).median;
+    const served = (p: string) => s.served.find((x: any) => x.precision === p).requestsPerSecond;
+    return [
+      `auto chose ${s.auto.precision} on a CPU ${s.auto.cpuHasVnni ? "with" : "without"} VNNI: ${s.auto.reason}`,
+      `fp32 ${at64("fp32").toFixed(1)} → int8 ${at64("int8").toFixed(1)} images/s, ${change(raw64("fp32"), raw64("int8"))}`,
+      `fp32 ${served("fp32").median.toFixed(1)} → int8 ${served("int8").median.toFixed(1)} req/s, ${change(served("fp32"), served("int8"))}`,
+      `on ${s.agreement.int8.sameTop1}/${s.agreement.int8.photos} photos, largest probability difference ${s.agreement.int8.maxAbsDiff.toFixed(4)}`,
+    ];
+  },
+  "06-llm.json": (s) => {
+    const [alone, batched] = s.batching.results;
+    const top = alone.levels[alone.levels.length - 1];
+    const topBatched = byConcurrency(batched.levels, top.concurrency);
+    return [
+      `streamed ${s.demo.completionTokens} tokens in ${s.demo.chunks} chunks; TTFT ${s.demo.ttftMs.toFixed(1)} ms at the client, ${s.demo.serverTtftMs.toFixed(1)} ms`,
+      `${alone.levels[0].totalTokensPerSecond.median.toFixed(0)} → ${top.totalTokensPerSecond.median.toFixed(0)}, ${change(alone.levels[0].totalTokensPerSecond, top.totalTokensPerSecond)}`,
+      `batching changed total tokens/s ${top.totalTokensPerSecond.median.toFixed(0)} → ${topBatched.totalTokensPerSecond.median.toFixed(0)}, ${change(top.totalTokensPerSecond, topBatched.totalTokensPerSecond)}`,
+    ];
+  },
+};
+
+describe.skipIf(!existsSync(outDir))("This run: summaries in notebooks/out", () => {
+  const read = (file: string) => JSON.parse(readFileSync(path.join(outDir, file), "utf8"));
+  for (const [notebook, file] of Object.entries(SUMMARIES)) {
+    it(`${notebook} ends with a This run: summary whose figures are the measurements in ${file}`, () => {
+      const executed = path.join(outDir, notebook);
+      expect(existsSync(executed), `${executed} is missing: run npm run notebooks`).toBe(true);
+      const cells = readCells(executed);
+      const printed = printedSummary(cells);
+      expect(printed.length, "no line starting 'This run:'").toBeGreaterThan(0);
+      // The summary is the notebook's last word: no code cell after the one that printed it prints anything.
+      const code = cells.filter((c) => c.cell_type === "code");
+      const last = code.filter((c) => (c.outputs ?? []).length > 0).pop()!;
+      expect(joined(last.outputs!.filter((o) => o.output_type === "stream").map((o) => joined(o.text)))).toContain("This run: ");
+      const saved = read(file);
+      expect(saved.thisRun, `${file} does not hold the summary it printed`).toEqual(printed);
+      const text = printed.join("\n");
+      for (const expected of EXPECTED[file](saved, read)) expect(text).toContain(expected);
+    });
+  }
+});

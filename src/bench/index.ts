@@ -68,6 +68,12 @@ export { formatTable, cell } from "./report/table.js";
 // notebooks
 export { notebookEnvironment, readPrevious, busyWarning, getJson, getText, withoutSeries } from "./notebook.js";
 export type { NotebookEnvironment } from "./notebook.js";
+export { spread, summarizeLevels, baselineSpread, compareSpreads, formatChange, pickBest, formatSpread, errorBars } from "./report/spread.js";
+export type { Spread, RepeatedLevel } from "./report/spread.js";
+export { repeatApiBench } from "./runs/repeat.js";
+export { tableHtml, displayTable, displayLevels, infoFields, thisRun, saveWithSummary, spreadVsConcurrency, spreadBars, batchShareFigure, batchSizeSum } from "./report/notebook-display.js";
+export { readSequence, displaySequence, sequenceFigure, loadNote, SEQUENCE_FILES } from "./report/notebook-sequence.js";
+export type { SequenceRow, SequenceCeiling } from "./report/notebook-sequence.js";
 
 // figures
 export {

@@ -26,7 +26,7 @@ export interface NotebookEnvironment {
   summary: string;
   /** The JSON an earlier notebook saved in outDir, or null when that notebook has not run. */
   readPrevious(file: string): any;
-  /** Save `data` as JSON in outDir (for the next notebook); returns the path. */
+  /** Save `data` as JSON in outDir (for the next notebook), an object stamped with the time and load; returns the path. */
   save(file: string, data: unknown): string;
 }
 
@@ -65,7 +65,12 @@ export function notebookEnvironment(options: { outDir?: string } = {}): Notebook
     readPrevious: (file) => readPrevious(file, outDir),
     save(file, data) {
       const target = path.join(outDir, file);
-      writeFileSync(target, JSON.stringify(data, null, 2));
+      // How busy the machine was when these numbers were taken: steps measured minutes apart on a shared machine
+      // can differ because of the load alone, and the sequence table says so.
+      const stamped = data !== null && typeof data === "object" && !Array.isArray(data)
+        ? { ...data, savedAt: new Date().toISOString(), loadAverage1m: os.loadavg()[0], cores: availableCores() }
+        : data;
+      writeFileSync(target, JSON.stringify(stamped, null, 2));
       return target;
     },
   };

@@ -285,7 +285,9 @@ export function plotlyScriptTag(): string {
 export function figureHtml(figure: Figure, id: string, options: { height?: number; modeBar?: boolean } = {}): string {
   const safeId = id.replace(/[^\w-]/g, "-");
   const height = options.height ?? 460;
-  const config = { responsive: true, displaylogo: false, displayModeBar: options.modeBar ?? "hover" };
+  // typesetMath: false — no chart here uses LaTeX, and a page that loads MathJax (nbconvert's does) would otherwise
+  // have plotly hand it every label, with MathJax's "Loading" badge over the page.
+  const config = { responsive: true, displaylogo: false, displayModeBar: options.modeBar ?? "hover", typesetMath: false };
   const spec = scriptJson({ data: figure.data, layout: figure.layout, config });
   return [
     `<div id="${safeId}" class="batchwise-figure" style="width:100%;height:${height}px"></div>`,
