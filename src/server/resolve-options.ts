@@ -60,32 +60,12 @@ export interface OptionSources {
   scopes?: OptionScope[];
 }
 
-/** The server-wide config, every default applied. */
-interface ResolvedServerConfig {
-  host: string;
-  port: number;
-  maxPayloadSize: number;
-  apiKey?: string;
-  requestTimeout: number;
-  keepAliveTimeout: number;
-  drainPeriod: number;
-  /** HTTP processes sharing the port (api-servers.ts). */
-  apiServers: number;
-  exposeErrors: boolean;
-  docs: boolean;
-  compress: boolean;
-  https?: HttpsOptions;
-  tlsCert?: string;
-  tlsKey?: string;
-  plugins?: PluginEntry[];
-  callbacks?: (Callback | CallbackSource | (new () => Callback))[];
-  loggers?: Logger[];
-  serverTiming: boolean;
-  /** Intra-op threads of each worker's model: given, or the cores split between every worker of every endpoint. */
-  threadsPerWorker: number;
-  corsOrigins?: string[];
-  log?: boolean | ((line: string) => void);
-}
+/**
+ * The server-wide config: the server options, every default of SERVER_DEFAULTS applied, and the intra-op threads of
+ * each worker's model (given, or the cores split between every worker of every endpoint of every API server).
+ */
+type ResolvedServerConfig = Omit<ServerOptions, keyof EndpointOptions | "endpoints" | "threadsPerWorker"> &
+  typeof SERVER_DEFAULTS & { threadsPerWorker: number };
 
 export interface ResolvedOptions {
   server: ResolvedServerConfig;
