@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +8,8 @@ import { normalize } from "../src/classifier/image-preprocess.js";
 import { compareProbabilities, MAX_PROBABILITY_DIFFERENCE } from "../src/runtime/accuracy-guard.js";
 import { contiguous } from "../src/runtime/chunked-run.js";
 import { cpuFeatures } from "../src/runtime/cpu-features.js";
+import { settingsFor, type Session } from "../src/runtime/onnx.js";
+import { openModel } from "../src/runtime/precision.js";
 import { quantizeModel } from "../src/runtime/quantize.js";
 import { calibrate } from "../src/runtime/quantize-calibrate.js";
 import { image, modelsDir } from "./helpers/paths.js";
@@ -61,9 +63,8 @@ describe("accuracy guard", () => {
     expect(await top1(api)).toEqual(await top1(reference));
   }, 60_000);
 
-  it("an int8 file that answers differently: auto serves fp32, an explicit int8 runs with a warning", async () => {
-    // A folder with no sample photos (so no self-quantized fallback) and an int8 file whose activation ranges are
-    // a twentieth of the real ones: it clips nearly everything, on any CPU.
+  /** A model folder with the fp32 file and an int8 file whose activation ranges are a twentieth of the real ones. */
+  async function brokenFolder(withPhotos: boolean): Promise<string> {
     const dir = mkdtempSync(path.join(os.tmpdir(), "batchwise-broken-"));
     copyFileSync(fp32File, path.join(dir, "net-fp32.onnx"));
     const fp32 = readFileSync(fp32File);
@@ -72,12 +73,53 @@ describe("accuracy guard", () => {
     const ranges = await calibrate(fp32, [{ data: contiguous(photos.map(normalize)), dims: [names.length, 3, 224, 224] }]);
     for (const [name, r] of ranges) ranges.set(name, { min: r.min / 20, max: r.max / 20 });
     writeFileSync(path.join(dir, "net-int8.onnx"), quantizeModel(fp32, ranges));
+    if (withPhotos) {
+      mkdirSync(path.join(dir, "calibration"));
+      for (const n of names) copyFileSync(image(n), path.join(dir, "calibration", n));
+    }
+    return dir;
+  }
 
+  it("an int8 file that answers differently is replaced by batchwise's own int8 model, checked on the folder's photos", async () => {
+    const dir = await brokenFolder(true);
     const auto = await served("auto", dir);
-    expect(auto.info.precision).toBe("fp32");
-    expect(auto.info.precisionReason).toMatch(canDot ? /^fp32: net-int8.onnx failed the accuracy check \(.*4 synthetic images/ : /no int8 dot-product/);
+    expect(auto.info.precision).toBe(canDot ? "int8" : "fp32");
+    if (canDot) expect(auto.info.precisionReason).toMatch(/net-int8.onnx failed the accuracy check \(.*5 photos in calibration\/\), so batchwise quantized net-fp32.onnx itself/);
+    else expect(auto.info.precisionReason).toMatch(/no int8 dot-product/);
     const explicit = await served("int8", dir);
-    expect(explicit.info.precision).toBe("int8");
-    expect(explicit.info.precisionWarning).toMatch(/--precision int8 runs as requested, but net-int8.onnx failed the accuracy check/);
+    expect(explicit.info).toMatchObject({ precision: "int8", precisionWarning: undefined });
+    expect(explicit.info.file).toMatch(/^net-fp32\.qdq-reduced-int8\.[0-9a-f]+\.onnx$/);
+  }, 90_000);
+
+  it("without sample photos nothing is checked, and the reason says so", async () => {
+    const auto = await served("auto", await brokenFolder(false));
+    expect(auto.info.precision).toBe(canDot ? "int8" : "fp32");
+    if (canDot) expect(auto.info.precisionReason).toMatch(/not checked against fp32: no sample photos/);
+  }, 60_000);
+
+  it("a reduced precision that fails the check and cannot be rebuilt: auto serves fp32, an explicit one runs with a warning", async () => {
+    // a guard under which every model but the first one it sees (fp32, the reference) answers differently
+    const dir = path.join(modelsDir, "mobilenetv2-12");
+    const guardFor = () => {
+      let reference: Session | undefined;
+      return {
+        classes: 2,
+        inputs: "2 rows",
+        probabilities: async (session: Session) => {
+          reference ??= session;
+          return Float32Array.from(session === reference ? [0.9, 0.1, 0.2, 0.8] : [0.1, 0.9, 0.8, 0.2]);
+        },
+      };
+    };
+    const open = (precision: "auto" | "int8" | "fp16") =>
+      openModel({ dir, precision, settings: settingsFor(cpu), check: async () => {}, guard: guardFor() });
+    const requested = await open("fp16");
+    expect(requested.precision).toBe("fp16");
+    expect(requested.warning).toMatch(/--precision fp16 runs as requested, but .* failed the accuracy check \(top-1 0\/2/);
+    await requested.session.release();
+    const auto = await open("auto");
+    expect(auto.precision).toBe("fp32");
+    if (canDot) expect(auto.reason).toMatch(/^fp32: mobilenetv2-12-int8.onnx failed the accuracy check/);
+    await auto.session.release();
   }, 60_000);
 });

@@ -214,7 +214,7 @@ export async function openClassifierModel(
   run: (session: Session, images: Uint8Array[]) => Promise<Float32Array>,
 ): Promise<OpenedModel> {
   const calibration = await classifierCalibration(model.dir);
-  return openModel({
+  const opened = await openModel({
     dir: model.dir,
     file: model.file,
     precision,
@@ -222,13 +222,15 @@ export async function openClassifierModel(
     check: async (session) => {
       await run(session, [new Uint8Array(IMAGE_VALUES)]);
     },
-    guard: {
+    guard: calibration && {
       probabilities: async (session) => softmaxRows(await run(session, calibration.images), CLASSES),
       classes: CLASSES,
       inputs: calibration.description,
-      calibration: calibration.photos ? [calibrationBatch(calibration.images)] : undefined,
+      calibration: [calibrationBatch(calibration.images)],
     },
   });
+  if (calibration || opened.precision === "fp32") return opened;
+  return { ...opened, reason: `${opened.reason}; not checked against fp32: no sample photos (put a few in the model folder's calibration/)` };
 }
 
 /** Where a worker finds this API: this module's file and the class's export name. */
