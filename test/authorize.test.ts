@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ModelAPI, type AuthorizeRequest } from "../src/api/model-api.js";
 import { HttpError } from "../src/api/errors.js";
 import { tokenStreamApi } from "../src/bench/runs/stream-overhead.js";
-import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec } from "../src/openai/spec.js";
+import { serversClosedAfterAll } from "./helpers/servers.js";
 
 // authorize(request) per endpoint: on the API or as an endpoint option; sees method, path and headers before the body
 // is read; false → 401, HttpError("forbidden") → 403; the server's apiKey still applies first; probes stay open.
@@ -38,14 +38,7 @@ class Open extends Echo {
   }
 }
 
-const servers: BatchwiseServer[] = [];
-afterAll(() => Promise.all(servers.map((s) => s.close())));
-
-async function start(options: Parameters<typeof createServer>[0]) {
-  const server = await createServer({ port: 0, log: false, ...options });
-  servers.push(server);
-  return await server.listen();
-}
+const start = serversClosedAfterAll();
 
 const post = (url: string, path: string, headers: Record<string, string> = {}) =>
   fetch(`${url}${path}?q=1`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: '{"x": 7}' });

@@ -8,8 +8,9 @@ import fp from "fastify-plugin";
 import { request as undiciRequest } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelAPI } from "../src/api/model-api.js";
-import { createServer, type BatchwiseServer } from "../src/server/server.js";
+import { createServer } from "../src/server/server.js";
 import { serve } from "../src/server/serve.js";
+import { serversClosedAfterAll } from "./helpers/servers.js";
 
 // compress (on by default: gzip/br at 1,000 bytes and more, never a stream), https / tlsCert+tlsKey (a self-signed
 // certificate made here), and plugins (the way to add fastify middleware, hooks and routes).
@@ -42,14 +43,7 @@ class Lines extends ModelAPI<{ lines: number }, number, string, { line: string }
   }
 }
 
-const servers: BatchwiseServer[] = [];
-afterAll(() => Promise.all(servers.map((s) => s.close())));
-
-async function start(options: Parameters<typeof createServer>[0]) {
-  const server = await createServer({ port: 0, log: false, ...options });
-  servers.push(server);
-  return await server.listen();
-}
+const start = serversClosedAfterAll();
 
 /** undici's request: no automatic decompression, so the test sees the bytes on the wire. */
 async function raw(url: string, body: unknown, encoding?: string) {
@@ -167,9 +161,12 @@ describe("https", () => {
     Object.assign(process.env, { BATCHWISE_TLS_CERT: certFile, BATCHWISE_TLS_KEY: keyFile, PORT: "0" });
     try {
       const server = await serve({ api: new Padded(), workersPerDevice: 0, log: false });
-      servers.push(server);
-      expect(server.url).toMatch(/^https:/);
-      expect((await tlsPost(server.url, '{"size": 20}')).status).toBe(200);
+      try {
+        expect(server.url).toMatch(/^https:/);
+        expect((await tlsPost(server.url, '{"size": 20}')).status).toBe(200);
+      } finally {
+        await server.close();
+      }
     } finally {
       for (const name of ["BATCHWISE_TLS_CERT", "BATCHWISE_TLS_KEY", "PORT"]) {
         if (saved[name] === undefined) delete process.env[name];

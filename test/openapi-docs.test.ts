@@ -1,21 +1,14 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { imageClassifier } from "../src/classifier/image-classifier.js";
-import { createServer, type BatchwiseServer } from "../src/server/server.js";
 import { openAISpec } from "../src/openai/spec.js";
 import { tokenStreamApi } from "../src/bench/runs/stream-overhead.js";
+import { serversClosedAfterAll } from "./helpers/servers.js";
 
 // GET /openapi.json is an OpenAPI 3.1 document of every route (checked by a real OAS validator), GET /docs a Swagger
 // UI page over it, GET / a small index; `docs: false` turns the first two off.
 
-const servers: BatchwiseServer[] = [];
-afterAll(() => Promise.all(servers.map((s) => s.close())));
-
-async function start(options: Parameters<typeof createServer>[0]) {
-  const server = await createServer({ port: 0, log: false, ...options });
-  servers.push(server);
-  return await server.listen();
-}
+const start = serversClosedAfterAll();
 
 type Doc = { openapi: string; info: { version: string }; paths: Record<string, Record<string, any>> };
 
